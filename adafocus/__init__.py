@@ -1,0 +1,1 @@
+"""AdaFocusV3: unified spatial-temporal dynamic video recognition, built on cubecrop."""

@@ -1,0 +1,129 @@
+// The per-voxel math of every cubecrop kernel, CPU and CUDA alike.
+//
+// Contract (DESIGN.md section 1), per axis (t, y, x) in tensor order (T, H, W):
+//   voxel i spans [i, i+1); a cube of size D centred at c covers [c - D/2, c + D/2);
+//   its output voxel i reads position s_i = c - D/2 + i, i.e. with
+//   f = floor(c - D/2) and a = (c - D/2) - f:
+//       out[i] = (1 - a) * V[f + i] + a * V[f + i + 1]
+//   and d out[i] / d c = V[f + i + 1] - V[f + i].
+// Every voxel of a cube shares (f, a), so the weights are computed once per cube.
+//
+// This header holds no ATen types: plain scalars only, so the same functions
+// compile for the host (CPU kernels) and the device (CUDA kernels).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define CUBECROP_HD __host__ __device__ __forceinline__
+#else
+#define CUBECROP_HD inline
+#endif
+
+namespace cubecrop {
+
+// Matches the integer the Python layer passes for padding_mode.
+enum PaddingMode : int64_t { kZeros = 0, kBorder = 1 };
+
+// One axis of one cube: output voxel i blends input indices (start + i) and
+// (start + i + 1) with weights (1 - frac) and frac.
+template <typename acc_t>
+struct AxisTaps {
+  int64_t start;
+  acc_t frac;
+};
+
+template <typename acc_t>
+CUBECROP_HD acc_t clamp_value(acc_t v, acc_t lo, acc_t hi) {
+  return v < lo ? lo : (v > hi ? hi : v);
+}
+
+// Where a cube of `size` centred at `center` starts along an axis of `extent`.
+// The start is clamped to [-(size + 2), extent + 1] before the integer cast so
+// absurd centres cannot overflow int64; every tap is outside the input in that
+// range, so the clamp changes neither the value (zeros, or the clamped border
+// voxel) nor the gradient (zero). Non-finite centres are rejected upstream.
+template <typename acc_t>
+CUBECROP_HD AxisTaps<acc_t> axis_taps(acc_t center, int64_t size, int64_t extent) {
+  acc_t s = center - static_cast<acc_t>(size) * static_cast<acc_t>(0.5);
+  s = clamp_value<acc_t>(s, -static_cast<acc_t>(size + 2), static_cast<acc_t>(extent + 1));
+  acc_t f = floor(s);
+  AxisTaps<acc_t> taps;
+  taps.start = static_cast<int64_t>(f);
+  taps.frac = s - f;
+  return taps;
+}
+
+// The input index a tap at `index` reads, or -1 when it reads zero padding.
+CUBECROP_HD int64_t resolve_index(int64_t index, int64_t extent, int64_t padding_mode) {
+  if (index >= 0 && index < extent) return index;
+  if (padding_mode == kBorder) return index < 0 ? 0 : extent - 1;
+  return -1;
+}
+
+// Test-time integer crop: start = round(c - D/2) (half rounds up), clamped so
+// the cube lies inside [0, extent). Requires size <= extent (checked upstream).
+template <typename acc_t>
+CUBECROP_HD int64_t int_cube_start(acc_t center, int64_t size, int64_t extent) {
+  acc_t s = center - static_cast<acc_t>(size) * static_cast<acc_t>(0.5);
+  s = clamp_value<acc_t>(s, static_cast<acc_t>(0), static_cast<acc_t>(extent - size));
+  return static_cast<int64_t>(floor(s + static_cast<acc_t>(0.5)));
+}
+
+// Linear blend of two taps along one axis.
+template <typename acc_t>
+CUBECROP_HD acc_t lerp(acc_t lo, acc_t hi, acc_t frac) {
+  return lo + frac * (hi - lo);
+}
+
+// The 8 tap weights of a cube (tensor product of the three axes), index
+// bit 2 = t tap, bit 1 = y tap, bit 0 = x tap. Computed once per cube.
+template <typename acc_t>
+CUBECROP_HD void tap_weights(acc_t at, acc_t ay, acc_t ax, acc_t w[8]) {
+  const acc_t wt[2] = {static_cast<acc_t>(1) - at, at};
+  const acc_t wy[2] = {static_cast<acc_t>(1) - ay, ay};
+  const acc_t wx[2] = {static_cast<acc_t>(1) - ax, ax};
+#pragma unroll
+  for (int k = 0; k < 8; ++k) w[k] = wt[(k >> 2) & 1] * wy[(k >> 1) & 1] * wx[k & 1];
+}
+
+// Derivative twins of tap_weights: d w[k] / d a_axis for each axis. The centre
+// gradient of a cube is sum over voxels and taps of grad_out * V[tap] * dw[k].
+template <typename acc_t>
+CUBECROP_HD void tap_weight_derivatives(acc_t at, acc_t ay, acc_t ax, acc_t dwt[8], acc_t dwy[8],
+                                        acc_t dwx[8]) {
+  const acc_t wt[2] = {static_cast<acc_t>(1) - at, at};
+  const acc_t wy[2] = {static_cast<acc_t>(1) - ay, ay};
+  const acc_t wx[2] = {static_cast<acc_t>(1) - ax, ax};
+  const acc_t sign[2] = {static_cast<acc_t>(-1), static_cast<acc_t>(1)};
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    const int bt = (k >> 2) & 1, by = (k >> 1) & 1, bx = k & 1;
+    dwt[k] = sign[bt] * wy[by] * wx[bx];
+    dwy[k] = wt[bt] * sign[by] * wx[bx];
+    dwx[k] = wt[bt] * wy[by] * sign[bx];
+  }
+}
+
+// Video-gradient gather (see kernel-peers take-away 3): window voxel j of one
+// axis (0 <= j <= D) receives (1 - a) * g[j] + a * g[j - 1], with g[-1] = g[D] = 0.
+// Returns the two output-voxel indices and weights that feed window voxel j.
+template <typename acc_t>
+CUBECROP_HD void window_sources(int64_t j, int64_t size, acc_t frac, int64_t src[2], acc_t wgt[2],
+                                int* count) {
+  int n = 0;
+  if (j < size) {
+    src[n] = j;
+    wgt[n] = static_cast<acc_t>(1) - frac;
+    ++n;
+  }
+  if (j >= 1) {
+    src[n] = j - 1;
+    wgt[n] = frac;
+    ++n;
+  }
+  *count = n;
+}
+
+}  // namespace cubecrop

@@ -1,0 +1,128 @@
+"""The deep-feature offset-gradient trick (DESIGN.md section 2, paper Eq. 5-6).
+
+Training runs the local network on an *enlarged* integer crop (no gradient)
+that starts at pixel `origin` and is one feature cell larger per axis. Its
+feature map e' has cells j covering pixels [origin + j*s, origin + (j+1)*s), so
+a cube centre c (pixels, with gradient) sits at feature coordinate
+(c - origin) / s, and
+
+    e = crop_cubes(e', (c - origin) / s, size=(Tf, Hf, Wf))
+
+interpolates the features at the true offset; the gradient to c comes from
+differences of semantic features, never of pixels.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Sequence, Union
+
+import torch
+
+from cubecrop.ops import crop_cubes, crop_cubes_int, normalize_size
+
+Number3 = Union[float, Sequence[float], torch.Tensor]
+
+
+def _three_numbers(value: Number3, name: str, device: torch.device) -> torch.Tensor:
+    tensor = torch.as_tensor(value, dtype=torch.float64, device=device).flatten()
+    if tensor.numel() == 1:
+        tensor = tensor.expand(3)
+    if tensor.numel() != 3:
+        raise ValueError(f"{name} must be one number or 3 numbers (t, y, x), got {tensor.numel()}")
+    if bool((tensor <= 0).any()):
+        raise ValueError(f"{name} must be positive, got {tensor.tolist()}")
+    return tensor
+
+
+def feature_offset_crop(
+    features: torch.Tensor,
+    centers: torch.Tensor,
+    origin: torch.Tensor,
+    stride: Number3,
+    backend: Optional[str] = None,
+) -> torch.Tensor:
+    """Cut the cube's features out of an enlarged crop's feature map.
+
+    features (M, C, Tf+1, Hf+1, Wf+1): fL's features of M enlarged crops.
+    centers (M, 3): cube centres (t, y, x) in input frames/pixels (gradient flows).
+    origin (M, 3): first input frame/pixel of each enlarged crop (no gradient).
+    stride: input pixels per feature cell, 3 numbers (t, y, x) or one.
+    Returns (M, C, Tf, Hf, Wf); gradients to features and centers.
+    """
+    if not isinstance(features, torch.Tensor) or features.dim() != 5:
+        shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+        raise ValueError(f"features must be a 5-D tensor (M, C, Tf+1, Hf+1, Wf+1), got {shape}")
+    m = features.shape[0]
+    for name, value in (("centers", centers), ("origin", origin)):
+        if not isinstance(value, torch.Tensor) or value.shape != (m, 3):
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"{name} must have shape (M={m}, 3), got {shape}")
+        if value.device != features.device:
+            raise ValueError(f"{name} is on {value.device} but features are on {features.device}")
+    if any(extent < 2 for extent in features.shape[2:]):
+        raise ValueError(
+            f"features must be one cell larger than the cube on every axis (each >= 2), got {tuple(features.shape[2:])}"
+        )
+    stride_t = _three_numbers(stride, "stride", features.device)
+    cube_cells = [extent - 1 for extent in features.shape[2:]]
+    compute_dtype = torch.float64 if features.dtype == torch.float64 or centers.dtype == torch.float64 else torch.float32
+    offsets = (centers.to(compute_dtype) - origin.detach().to(compute_dtype)) / stride_t.to(compute_dtype)
+    return crop_cubes(features, offsets.unsqueeze(1), cube_cells, "zeros", backend).squeeze(1)
+
+
+class EnlargedWindow(NamedTuple):
+    """An integer crop one feature cell larger than the cube on every axis."""
+
+    origin: torch.Tensor  # (M, 3) long: first frame/pixel (t, y, x)
+    size: tuple  # (Dt + st, Dh + sy, Dw + sx)
+    centers: torch.Tensor  # (M, 3) float64: centres that make crop_cubes_int start exactly at origin
+
+
+def enlarged_window(
+    centers: torch.Tensor,
+    cube_size: Union[int, Sequence[int]],
+    stride: Union[int, Sequence[int]],
+    video_size: Sequence[int],
+) -> EnlargedWindow:
+    """The enlarged crop around each cube for the deep-feature trick.
+
+    Per axis the window is D + s long and starts at round(c - (D + s)/2) (half
+    up; with s = 1 this is floor(c - D/2)), clamped to the video. For a centre
+    inside [D/2, E - D/2] the feature offset (c - origin)/s - D/(2s) then lies
+    in [0, 1] cells, so the cube never reads the zero padding.
+    """
+    cube = normalize_size(cube_size, "cube_size")
+    strides = normalize_size(stride, "stride")
+    extents = [int(e) for e in video_size]
+    if len(extents) != 3:
+        raise ValueError(f"video_size must be (T, H, W), got {video_size!r}")
+    if centers.dim() != 2 or centers.shape[1] != 3:
+        raise ValueError(f"centers must have shape (M, 3), got {tuple(centers.shape)}")
+    for axis, (d, s, e) in enumerate(zip(cube, strides, extents)):
+        if d % s:
+            raise ValueError(f"cube_size[{axis}]={d} must be a multiple of stride[{axis}]={s}")
+        if d + s > e:
+            raise ValueError(
+                f"the enlarged window ({d}+{s}) does not fit in the video's extent {e} along axis {axis}: "
+                "use a smaller cube or stride"
+            )
+    window = torch.tensor([d + s for d, s in zip(cube, strides)], dtype=torch.float64, device=centers.device)
+    upper = torch.tensor(extents, dtype=torch.float64, device=centers.device) - window
+    start = torch.floor(centers.detach().double() - window / 2 + 0.5)
+    origin = torch.minimum(start.clamp(min=0), upper)
+    return EnlargedWindow(origin.long(), tuple(int(w) for w in window.tolist()), origin + window / 2)
+
+
+def crop_enlarged(
+    video: torch.Tensor, window: EnlargedWindow, *, channels_last: bool = False, mean=None, std=None, backend=None
+) -> torch.Tensor:
+    """Integer crop of the enlarged windows: video (N, ...) with M = N * K windows -> (N, K, C, *window.size)."""
+    n = video.shape[0]
+    return crop_cubes_int(
+        video,
+        window.centers.view(n, -1, 3),
+        window.size,
+        channels_last=channels_last,
+        mean=mean,
+        std=std,
+        backend=backend,
+    )

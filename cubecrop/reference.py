@@ -1,0 +1,98 @@
+"""Pure-PyTorch reference of the cube-crop ops: the oracle every kernel is tested against.
+
+Coordinate convention (DESIGN.md section 1), per axis in tensor order (T, H, W):
+output voxel i of a cube of size D centred at c reads position c - D/2 + i, i.e.
+    out[i] = (1 - a) * V[f + i] + a * V[f + i + 1],  f = floor(c - D/2), a = c - D/2 - f.
+
+Each axis is written as a small interpolation matrix A (D x E) with two
+non-zeros per row, and the crop is the contraction of the video with the three
+matrices. Autograd through that contraction gives both gradients exactly; in
+float64 the reference is exact up to rounding.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+PADDING_MODES = ("zeros", "border")
+
+
+def _axis_interpolation_matrix(center: torch.Tensor, size: int, extent: int, padding_mode: str) -> torch.Tensor:
+    """(..., ) centres -> (..., size, extent) rows of trilinear weights along one axis."""
+    start = center - size / 2
+    # Same clamp as csrc/cubecrop_math.h: far outside, every tap misses the input
+    # anyway, and the clamp keeps the integer cast finite.
+    start = start.clamp(-(size + 2), extent + 1)
+    floor = torch.floor(start)
+    frac = (start - floor).unsqueeze(-1)  # gradient flows to the centre through frac
+    steps = torch.arange(size, device=center.device)
+    lo = floor.long().unsqueeze(-1) + steps  # (..., size)
+    hi = lo + 1
+    matrix = center.new_zeros(center.shape + (size, extent + 1))  # last column collects padding
+    for index, weight in ((lo, 1 - frac), (hi, frac)):
+        if padding_mode == "border":
+            index = index.clamp(0, extent - 1)
+        else:
+            index = torch.where((index >= 0) & (index < extent), index, torch.full_like(index, extent))
+        matrix = matrix.scatter_add(-1, index.unsqueeze(-1), weight.unsqueeze(-1).expand(index.shape + (1,)))
+    return matrix[..., :extent]
+
+
+def crop_cubes(video: torch.Tensor, centers: torch.Tensor, size: Sequence[int], padding_mode: str = "zeros") -> torch.Tensor:
+    """video (N, C, T, H, W), centers (N, K, 3) -> (N, K, C, Dt, Dh, Dw), differentiable in both."""
+    dt, dh, dw = size
+    n, c, t, h, w = video.shape
+    dtype = torch.promote_types(video.dtype, centers.dtype)
+    at = _axis_interpolation_matrix(centers[..., 0].to(dtype), dt, t, padding_mode)  # (N, K, Dt, T)
+    ay = _axis_interpolation_matrix(centers[..., 1].to(dtype), dh, h, padding_mode)  # (N, K, Dh, H)
+    ax = _axis_interpolation_matrix(centers[..., 2].to(dtype), dw, w, padding_mode)  # (N, K, Dw, W)
+    v = video.to(dtype)
+    # Contract the largest axis first to keep intermediates small.
+    out = torch.einsum("nctyx,nkwx->nkctyw", v, ax)
+    out = torch.einsum("nkctyw,nkhy->nkcthw", out, ay)
+    out = torch.einsum("nkcthw,nkdt->nkcdhw", out, at)
+    return out.to(video.dtype)
+
+
+def int_cube_starts(centers: torch.Tensor, size: Sequence[int], extents: Sequence[int]) -> torch.Tensor:
+    """Integer starts (N, K, 3) of test-time cubes: round(c - D/2) (half up), clamped inside."""
+    sizes = torch.tensor(list(size), dtype=torch.float64, device=centers.device)
+    ext = torch.tensor(list(extents), dtype=torch.float64, device=centers.device)
+    start = (centers.double() - sizes / 2).clamp(min=torch.zeros_like(ext), max=ext - sizes)
+    return torch.floor(start + 0.5).long()
+
+
+def crop_cubes_int(
+    video: torch.Tensor,
+    centers: torch.Tensor,
+    size: Sequence[int],
+    *,
+    channels_last: bool = False,
+    mean: Optional[torch.Tensor] = None,
+    std: Optional[torch.Tensor] = None,
+    out_dtype: Optional[torch.dtype] = None,
+) -> torch.Tensor:
+    """Integer test-time crop by slicing; optional per-channel (x - mean) / std."""
+    if channels_last:
+        video = video.permute(0, 4, 1, 2, 3)
+    n, c, t, h, w = video.shape
+    dt, dh, dw = size
+    starts = int_cube_starts(centers, size, (t, h, w)).cpu()
+    k = centers.shape[1]
+    cubes = []
+    for i in range(n):
+        for j in range(k):
+            st, sy, sx = starts[i, j].tolist()
+            cubes.append(video[i, :, st : st + dt, sy : sy + dh, sx : sx + dw])
+    out = torch.stack(cubes).reshape(n, k, c, dt, dh, dw)
+    if out_dtype is None:
+        out_dtype = torch.float32 if mean is not None or std is not None else video.dtype
+    if mean is not None or std is not None:
+        x = out.double()
+        if mean is not None:
+            x = x - mean.double().view(1, 1, c, 1, 1, 1)
+        if std is not None:
+            x = x / std.double().view(1, 1, c, 1, 1, 1)
+        return x.to(out_dtype)
+    return out.to(out_dtype)
