@@ -1,6 +1,63 @@
-"""Triton backend of the cube-crop ops (placeholder until the kernels land)."""
+"""Triton backend of the cube-crop ops (called by cubecrop.ops when backend="triton").
+
+    is_available(device)                 whether this backend can run on `device`'s tensors
+    crop_cubes(video, centers, size, padding_mode)          differentiable (video, centers)
+    crop_cubes_int(video, centers, size, channels_last, mean, std, out_dtype)
+
+Arguments are already validated and normalised by cubecrop.ops (contracts in
+csrc/ops.cpp): centers are float32 (float64 for a float64 video) for
+crop_cubes, float64 for crop_cubes_int; padding_mode is 0 (zeros) or 1 (border).
+
+GPU tensors run compiled kernels through triton_ops; CPU tensors run the same
+kernels under triton's interpreter, which is what CI tests (no GPU there), and
+only when TRITON_INTERPRET=1 asks for it. Layout of the package: _kernels.py
+(Triton code), _loader.py (interpreted and compiled copies), _launch.py (host
+side), _ops.py (torch.library registration).
+"""
+import os
+from typing import List, Optional
+
 import torch
 
+from cubecrop.triton import _ops
 
-def is_available(device: torch.device) -> bool:
+__all__ = ["is_available", "crop_cubes", "crop_cubes_int"]
+
+
+def _gpu_driver_active() -> bool:
+    try:
+        from triton.runtime import driver
+
+        driver.active.get_current_device()
+    except Exception:  # no GPU driver (RuntimeError: 0 active drivers) or no device
+        return False
+    return True
+
+
+def is_available(device) -> bool:
+    """CUDA tensors when triton has a GPU driver; CPU tensors only under TRITON_INTERPRET=1."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and _gpu_driver_active()
+    if device.type == "cpu":
+        return os.environ.get("TRITON_INTERPRET") == "1"
     return False
+
+
+def crop_cubes(video: torch.Tensor, centers: torch.Tensor, size: List[int], padding_mode: int) -> torch.Tensor:
+    if video.device.type == "cpu":
+        return _ops.interpreted_crop_cubes(video, centers, list(size), padding_mode)
+    return _ops.compiled_crop_cubes(video, centers, list(size), padding_mode)
+
+
+def crop_cubes_int(
+    video: torch.Tensor,
+    centers: torch.Tensor,
+    size: List[int],
+    channels_last: bool,
+    mean: Optional[torch.Tensor],
+    std: Optional[torch.Tensor],
+    out_dtype: torch.dtype,
+) -> torch.Tensor:
+    op = _ops.interpreted_crop_cubes_int if video.device.type == "cpu" else _ops.compiled_crop_cubes_int
+    return op(video, centers, list(size), channels_last, mean, std, out_dtype)

@@ -1,0 +1,314 @@
+"""Triton kernels of the cube-crop ops (the math of csrc/cubecrop_math.h, in Triton).
+
+Coordinate contract (DESIGN.md section 1), per axis (t, y, x) in tensor order:
+output voxel i of a cube of size D centred at c reads position s_i = c - D/2 + i,
+    f = floor(c - D/2), a = (c - D/2) - f, out[i] = (1 - a) * V[f + i] + a * V[f + i + 1]
+and d out[i] / d c = V[f + i + 1] - V[f + i]. Every voxel of a cube shares (f, a).
+
+Tiling, shared by every kernel: the output of one cube (C, Dt, Dh, Dw) is viewed
+as rows (c, i, j) x columns l (the x axis, contiguous in the output). A program
+owns one tile of BLOCK_R rows x BLOCK_W columns of one cube; the grid is 1-D:
+cube-major, then row tiles, then column tiles. Offsets are computed in int64
+from explicit strides, so any input layout (views, channels-last) works.
+
+This file is executed twice (see cubecrop/triton/_loader.py): once with
+triton's interpreter switched on (kernels for CPU tensors) and once normally
+(compiled kernels for GPU tensors). `INTERPRETED` says which copy this is; the
+launch parameters differ: a single configuration under the interpreter, where
+multi-config autotuning needs a GPU, and small tiles so tests cover tile edges.
+"""
+import triton
+import triton.language as tl
+
+INTERPRETED = bool(triton.knobs.runtime.interpret)
+
+# Columns of a tile: the next power of two >= Dw, capped. The interpreter copy
+# caps lower so modest test cubes already span several column tiles.
+MAX_BLOCK_W = 16 if INTERPRETED else 128
+
+
+def _configs(tiles, warps):
+    return [triton.Config({"TILE": tile}, num_warps=w) for tile in tiles for w in warps]
+
+
+if INTERPRETED:
+    # One config: the autotuner then never benchmarks (benchmarking needs a GPU driver).
+    CONFIGS = _configs([256], [1])
+else:
+    CONFIGS = _configs([1024, 2048, 4096], [4, 8])
+
+# Rows per tile are TILE // BLOCK_W, so the smallest TILE bounds the number of
+# row tiles; the centre-gradient partials buffer is sized with it.
+MIN_TILE = min(config.kwargs["TILE"] for config in CONFIGS)
+# Tile sizes depend on the extents of the cube, not on the video.
+AUTOTUNE_KEY = ["C", "Dt", "Dh", "Dw"]
+
+
+@triton.jit
+def _axis_taps(center, size, extent):
+    """(first tap index int64, frac) along one axis; frac has the centre's dtype.
+
+    The clamp keeps absurd centres from overflowing the integer cast; in the
+    clamped range every tap misses the input, so values and gradients are
+    unchanged (csrc/cubecrop_math.h axis_taps)."""
+    s = center - size * 0.5
+    s = tl.minimum(tl.maximum(s, -(size + 2.0)), extent + 1.0)
+    f = tl.floor(s)
+    return f.to(tl.int64), s - f
+
+
+@triton.jit
+def _int_start(center, size, extent):
+    """Test-time start: floor(clamp(c - D/2, 0, E - D) + 0.5), in the centre's dtype (float64)."""
+    s = center - size * 0.5
+    s = tl.minimum(tl.maximum(s, 0.0), (extent - size) * 1.0)
+    return tl.floor(s + 0.5).to(tl.int64)
+
+
+@triton.jit
+def _resolve(index, extent, PADDING: tl.constexpr):
+    """(in-bounds index to address, whether the tap reads the input) for int64 indices.
+
+    zeros (PADDING=0): a tap outside [0, extent) reads 0, so it is masked off;
+    border (PADDING=1): it reads the clamped edge voxel. The returned index is
+    always inside the input so no address outside the tensor is ever formed."""
+    clamped = tl.minimum(tl.maximum(index, 0), extent - 1)
+    if PADDING == 0:
+        valid = (index >= 0) & (index < extent)
+    else:
+        valid = index == index
+    return clamped, valid
+
+
+@triton.jit
+def _lerp(lo, hi, frac):
+    return lo + frac * (hi - lo)
+
+
+@triton.jit
+def _tile_sum(x):
+    # tl.reduce with triton's own sum combiner: the interpreter maps that combiner
+    # to numpy's sum. (tl.sum and tl.cdiv are themselves @triton.jit functions, so
+    # the interpreted copy of this file cannot call them: see _loader.py.)
+    return tl.reduce(tl.reduce(x, 1, tl.standard._sum_combine), 0, tl.standard._sum_combine)
+
+
+@triton.jit
+def _tile_coords(pid, C, Dt, Dh, Dw, BLOCK_R: tl.constexpr, BLOCK_W: tl.constexpr):
+    """This program's cube, tile index within the cube, rows (c, i, j) and columns l."""
+    rows = C * Dt * Dh
+    row_tiles = (rows + BLOCK_R - 1) // BLOCK_R
+    col_tiles = (Dw + BLOCK_W - 1) // BLOCK_W
+    tiles_per_cube = row_tiles * col_tiles
+    cube = pid // tiles_per_cube
+    tile = pid % tiles_per_cube
+    r = (tile // col_tiles) * BLOCK_R + tl.arange(0, BLOCK_R)
+    col = (tile % col_tiles) * BLOCK_W + tl.arange(0, BLOCK_W)
+    row_ok = r < rows
+    col_ok = col < Dw
+    c = r // (Dt * Dh)
+    i = (r // Dh) % Dt
+    j = r % Dh
+    return cube, tile, r, col, row_ok, col_ok, c, i, j
+
+
+@triton.autotune(configs=CONFIGS, key=AUTOTUNE_KEY)
+@triton.jit
+def crop_forward_kernel(
+    video_ptr, centers_ptr, out_ptr,
+    K, C, T, H, W,
+    sv_n, sv_c, sv_t, sv_h, sv_w,
+    sc_n, sc_k, sc_a,
+    Dt, Dh, Dw,
+    PADDING: tl.constexpr, BLOCK_W: tl.constexpr, TILE: tl.constexpr,
+):
+    """out (N, K, C, Dt, Dh, Dw) contiguous = trilinear cubes of video at centers."""
+    BLOCK_R: tl.constexpr = TILE // BLOCK_W
+    cube, tile, r, col, row_ok, col_ok, c, i, j = _tile_coords(
+        tl.program_id(0), C, Dt, Dh, Dw, BLOCK_R, BLOCK_W)
+    n = cube // K
+    k = cube % K
+    center = centers_ptr + n.to(tl.int64) * sc_n + k * sc_k
+    st, at = _axis_taps(tl.load(center), Dt, T)
+    sy, ay = _axis_taps(tl.load(center + sc_a), Dh, H)
+    sx, ax = _axis_taps(tl.load(center + 2 * sc_a), Dw, W)
+    acc_ty = at.dtype  # fp32, or fp64 for a fp64 video (centres come in the accumulation dtype)
+
+    t0, t0_ok = _resolve(st + i, T, PADDING)
+    t1, t1_ok = _resolve(st + i + 1, T, PADDING)
+    y0, y0_ok = _resolve(sy + j, H, PADDING)
+    y1, y1_ok = _resolve(sy + j + 1, H, PADDING)
+    x0, x0_ok = _resolve(sx + col, W, PADDING)
+    x1, x1_ok = _resolve(sx + col + 1, W, PADDING)
+
+    base = video_ptr + n.to(tl.int64) * sv_n + c.to(tl.int64) * sv_c
+    row00 = (base + t0 * sv_t + y0 * sv_h)[:, None]
+    row01 = (base + t0 * sv_t + y1 * sv_h)[:, None]
+    row10 = (base + t1 * sv_t + y0 * sv_h)[:, None]
+    row11 = (base + t1 * sv_t + y1 * sv_h)[:, None]
+    col0 = (x0 * sv_w)[None, :]
+    col1 = (x1 * sv_w)[None, :]
+    in_tile = row_ok[:, None] & col_ok[None, :]
+    m00 = in_tile & (t0_ok & y0_ok)[:, None]
+    m01 = in_tile & (t0_ok & y1_ok)[:, None]
+    m10 = in_tile & (t1_ok & y0_ok)[:, None]
+    m11 = in_tile & (t1_ok & y1_ok)[:, None]
+    c0 = x0_ok[None, :]
+    c1 = x1_ok[None, :]
+
+    # Loads are cast to the accumulation dtype at once: fp16/bf16 never do arithmetic.
+    v000 = tl.load(row00 + col0, mask=m00 & c0, other=0).to(acc_ty)
+    v001 = tl.load(row00 + col1, mask=m00 & c1, other=0).to(acc_ty)
+    v010 = tl.load(row01 + col0, mask=m01 & c0, other=0).to(acc_ty)
+    v011 = tl.load(row01 + col1, mask=m01 & c1, other=0).to(acc_ty)
+    v100 = tl.load(row10 + col0, mask=m10 & c0, other=0).to(acc_ty)
+    v101 = tl.load(row10 + col1, mask=m10 & c1, other=0).to(acc_ty)
+    v110 = tl.load(row11 + col0, mask=m11 & c0, other=0).to(acc_ty)
+    v111 = tl.load(row11 + col1, mask=m11 & c1, other=0).to(acc_ty)
+    lo = _lerp(_lerp(v000, v001, ax), _lerp(v010, v011, ax), ay)
+    hi = _lerp(_lerp(v100, v101, ax), _lerp(v110, v111, ax), ay)
+    value = _lerp(lo, hi, at)
+
+    out = out_ptr + cube.to(tl.int64) * (C * Dt * Dh * Dw) + (r.to(tl.int64) * Dw)[:, None] + col[None, :]
+    tl.store(out, value.to(out_ptr.dtype.element_ty), mask=in_tile)
+
+
+@triton.autotune(configs=CONFIGS, key=AUTOTUNE_KEY, reset_to_zero=["grad_video_ptr"])
+@triton.jit
+def crop_backward_kernel(
+    grad_out_ptr, video_ptr, centers_ptr, grad_video_ptr, partials_ptr,
+    K, C, T, H, W,
+    sg_n, sg_k, sg_c, sg_t, sg_h, sg_w,
+    sv_n, sv_c, sv_t, sv_h, sv_w,
+    sc_n, sc_k, sc_a,
+    sgv_n, sgv_c, sgv_t, sgv_h, sgv_w,
+    Dt, Dh, Dw, max_tiles,
+    PADDING: tl.constexpr, NEED_VIDEO: tl.constexpr, NEED_CENTERS: tl.constexpr,
+    BLOCK_W: tl.constexpr, TILE: tl.constexpr,
+):
+    """Both gradients of crop_forward_kernel from one read of grad_out.
+
+    grad_video (accumulation dtype, zeroed, strides sgv_*): each output voxel
+    scatters grad * w to its 8 taps with atomic adds (taps of neighbouring
+    voxels and of overlapping cubes coincide).
+    partials (N*K, max_tiles, 3), zeroed: this tile's share of the centre
+    gradient, sum over its voxels of grad * d out / d (t, y, x). The caller sums
+    over tiles in a fixed order, so the centre gradient needs no atomics."""
+    BLOCK_R: tl.constexpr = TILE // BLOCK_W
+    cube, tile, r, col, row_ok, col_ok, c, i, j = _tile_coords(
+        tl.program_id(0), C, Dt, Dh, Dw, BLOCK_R, BLOCK_W)
+    n = cube // K
+    k = cube % K
+    center = centers_ptr + n.to(tl.int64) * sc_n + k * sc_k
+    st, at = _axis_taps(tl.load(center), Dt, T)
+    sy, ay = _axis_taps(tl.load(center + sc_a), Dh, H)
+    sx, ax = _axis_taps(tl.load(center + 2 * sc_a), Dw, W)
+    acc_ty = at.dtype
+
+    t0, t0_ok = _resolve(st + i, T, PADDING)
+    t1, t1_ok = _resolve(st + i + 1, T, PADDING)
+    y0, y0_ok = _resolve(sy + j, H, PADDING)
+    y1, y1_ok = _resolve(sy + j + 1, H, PADDING)
+    x0, x0_ok = _resolve(sx + col, W, PADDING)
+    x1, x1_ok = _resolve(sx + col + 1, W, PADDING)
+    in_tile = row_ok[:, None] & col_ok[None, :]
+    m00 = in_tile & (t0_ok & y0_ok)[:, None]
+    m01 = in_tile & (t0_ok & y1_ok)[:, None]
+    m10 = in_tile & (t1_ok & y0_ok)[:, None]
+    m11 = in_tile & (t1_ok & y1_ok)[:, None]
+    c0 = x0_ok[None, :]
+    c1 = x1_ok[None, :]
+
+    g_rows = (n.to(tl.int64) * sg_n + k * sg_k + c.to(tl.int64) * sg_c + i * sg_t + j * sg_h)[:, None]
+    g = tl.load(grad_out_ptr + g_rows + (col * sg_w)[None, :], mask=in_tile, other=0).to(acc_ty)
+
+    if NEED_VIDEO:
+        base = grad_video_ptr + n.to(tl.int64) * sgv_n + c.to(tl.int64) * sgv_c
+        wt0 = 1 - at
+        wy0 = 1 - ay
+        wx0 = 1 - ax
+        col0 = (x0 * sgv_w)[None, :]
+        col1 = (x1 * sgv_w)[None, :]
+        row = (base + t0 * sgv_t + y0 * sgv_h)[:, None]
+        tl.atomic_add(row + col0, g * (wt0 * wy0 * wx0), mask=m00 & c0)
+        tl.atomic_add(row + col1, g * (wt0 * wy0 * ax), mask=m00 & c1)
+        row = (base + t0 * sgv_t + y1 * sgv_h)[:, None]
+        tl.atomic_add(row + col0, g * (wt0 * ay * wx0), mask=m01 & c0)
+        tl.atomic_add(row + col1, g * (wt0 * ay * ax), mask=m01 & c1)
+        row = (base + t1 * sgv_t + y0 * sgv_h)[:, None]
+        tl.atomic_add(row + col0, g * (at * wy0 * wx0), mask=m10 & c0)
+        tl.atomic_add(row + col1, g * (at * wy0 * ax), mask=m10 & c1)
+        row = (base + t1 * sgv_t + y1 * sgv_h)[:, None]
+        tl.atomic_add(row + col0, g * (at * ay * wx0), mask=m11 & c0)
+        tl.atomic_add(row + col1, g * (at * ay * ax), mask=m11 & c1)
+
+    if NEED_CENTERS:
+        base = video_ptr + n.to(tl.int64) * sv_n + c.to(tl.int64) * sv_c
+        row00 = (base + t0 * sv_t + y0 * sv_h)[:, None]
+        row01 = (base + t0 * sv_t + y1 * sv_h)[:, None]
+        row10 = (base + t1 * sv_t + y0 * sv_h)[:, None]
+        row11 = (base + t1 * sv_t + y1 * sv_h)[:, None]
+        col0 = (x0 * sv_w)[None, :]
+        col1 = (x1 * sv_w)[None, :]
+        v000 = tl.load(row00 + col0, mask=m00 & c0, other=0).to(acc_ty)
+        v001 = tl.load(row00 + col1, mask=m00 & c1, other=0).to(acc_ty)
+        v010 = tl.load(row01 + col0, mask=m01 & c0, other=0).to(acc_ty)
+        v011 = tl.load(row01 + col1, mask=m01 & c1, other=0).to(acc_ty)
+        v100 = tl.load(row10 + col0, mask=m10 & c0, other=0).to(acc_ty)
+        v101 = tl.load(row10 + col1, mask=m10 & c1, other=0).to(acc_ty)
+        v110 = tl.load(row11 + col0, mask=m11 & c0, other=0).to(acc_ty)
+        v111 = tl.load(row11 + col1, mask=m11 & c1, other=0).to(acc_ty)
+        # x-lerps and their x-derivatives for the four (t, y) tap rows.
+        l00 = _lerp(v000, v001, ax)
+        l01 = _lerp(v010, v011, ax)
+        l10 = _lerp(v100, v101, ax)
+        l11 = _lerp(v110, v111, ax)
+        lo = _lerp(l00, l01, ay)
+        hi = _lerp(l10, l11, ay)
+        d_t = hi - lo
+        d_y = _lerp(l01 - l00, l11 - l10, at)
+        d_x = _lerp(_lerp(v001 - v000, v011 - v010, ay), _lerp(v101 - v100, v111 - v110, ay), at)
+        slot = partials_ptr + (cube.to(tl.int64) * max_tiles + tile) * 3
+        tl.store(slot, _tile_sum(g * d_t))
+        tl.store(slot + 1, _tile_sum(g * d_y))
+        tl.store(slot + 2, _tile_sum(g * d_x))
+
+
+@triton.autotune(configs=CONFIGS, key=AUTOTUNE_KEY)
+@triton.jit
+def crop_int_kernel(
+    video_ptr, centers_ptr, mean_ptr, std_ptr, out_ptr,
+    K, C, T, H, W,
+    sv_n, sv_c, sv_t, sv_h, sv_w,
+    sc_n, sc_k, sc_a,
+    Dt, Dh, Dw,
+    HAS_MEAN: tl.constexpr, HAS_STD: tl.constexpr, COMPUTE_FP64: tl.constexpr,
+    BLOCK_W: tl.constexpr, TILE: tl.constexpr,
+):
+    """out (N, K, C, Dt, Dh, Dw) contiguous = integer cubes, optionally (x - mean) / std.
+
+    start = floor(clamp(c - D/2, 0, E - D) + 0.5) in float64 (centres are float64),
+    as csrc/cubecrop_math.h int_cube_start; the cube always lies inside."""
+    BLOCK_R: tl.constexpr = TILE // BLOCK_W
+    cube, tile, r, col, row_ok, col_ok, c, i, j = _tile_coords(
+        tl.program_id(0), C, Dt, Dh, Dw, BLOCK_R, BLOCK_W)
+    n = cube // K
+    k = cube % K
+    center = centers_ptr + n.to(tl.int64) * sc_n + k * sc_k
+    st = _int_start(tl.load(center), Dt, T)
+    sy = _int_start(tl.load(center + sc_a), Dh, H)
+    sx = _int_start(tl.load(center + 2 * sc_a), Dw, W)
+    in_tile = row_ok[:, None] & col_ok[None, :]
+    rows = video_ptr + n.to(tl.int64) * sv_n + c.to(tl.int64) * sv_c + (st + i) * sv_t + (sy + j) * sv_h
+    value = tl.load(rows[:, None] + ((sx + col) * sv_w)[None, :], mask=in_tile, other=0)
+    if HAS_MEAN or HAS_STD:
+        if COMPUTE_FP64:
+            value = value.to(tl.float64)
+        else:
+            value = value.to(tl.float32)
+        if HAS_MEAN:
+            value = value - tl.load(mean_ptr + c, mask=row_ok, other=0).to(value.dtype)[:, None]
+        if HAS_STD:
+            value = value / tl.load(std_ptr + c, mask=row_ok, other=1).to(value.dtype)[:, None]
+    out = out_ptr + cube.to(tl.int64) * (C * Dt * Dh * Dw) + (r.to(tl.int64) * Dw)[:, None] + col[None, :]
+    tl.store(out, value.to(out_ptr.dtype.element_ty), mask=in_tile)
