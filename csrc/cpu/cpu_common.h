@@ -1,0 +1,135 @@
+// Helpers shared by the CPU kernels: argument checks, the accumulation type,
+// per-cube taps, and the row primitives the kernels are built from.
+//
+// The kernels work row by row along W (the innermost axis of a contiguous
+// video): every row of a cube uses the same weights, so the inner loops are
+// plain branch-free loops over contiguous arrays that the compiler vectorises.
+// Rows that touch the x-border, use a non-unit W stride or a half type are
+// first copied into a small per-thread scratch row, so one fast loop serves
+// every case.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "cubecrop_math.h"
+
+namespace cubecrop::cpu {
+
+// fp16/bf16/fp32 accumulate in float, fp64 in double.
+template <typename scalar_t>
+using acc_type = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+
+struct CubeSize {
+  int64_t t, h, w;
+};
+
+inline CubeSize checked_size(c10::IntArrayRef size) {
+  TORCH_CHECK(size.size() == 3, "size must have 3 values (Dt, Dh, Dw), got ", size.size());
+  TORCH_CHECK(size[0] >= 1 && size[1] >= 1 && size[2] >= 1, "size must be >= 1 on every axis, got ", size);
+  return {size[0], size[1], size[2]};
+}
+
+inline void check_padding_mode(int64_t padding_mode) {
+  TORCH_CHECK(padding_mode == kZeros || padding_mode == kBorder,
+              "padding_mode must be 0 (zeros) or 1 (border), got ", padding_mode);
+}
+
+inline void check_cpu(const at::Tensor& tensor, const char* name) {
+  TORCH_CHECK(tensor.device().is_cpu(), name, " must be a CPU tensor for the cpu backend, got ", tensor.device());
+}
+
+inline void check_video_5d(const at::Tensor& video, const char* layout) {
+  check_cpu(video, "video");
+  TORCH_CHECK(video.dim() == 5, "video must be a 5-D tensor ", layout, ", got shape ", video.sizes());
+}
+
+inline void check_centers(const at::Tensor& centers, int64_t batch, at::ScalarType expected) {
+  check_cpu(centers, "centers");
+  TORCH_CHECK(centers.dim() == 3 && centers.size(0) == batch && centers.size(2) == 3,
+              "centers must have shape (N=", batch, ", K, 3), got ", centers.sizes());
+  TORCH_CHECK(centers.scalar_type() == expected, "centers must be ", expected, " here, got ",
+              centers.scalar_type());
+}
+
+// The taps of one cube along (t, y, x), computed once per cube, plus for each
+// axis whether the centre gradient flows (it does not where axis_taps clamped
+// the start: the reference's clamp has zero gradient there).
+template <typename acc_t>
+struct CubeTaps {
+  AxisTaps<acc_t> t, y, x;
+  acc_t grad_scale[3];
+};
+
+template <typename acc_t>
+CubeTaps<acc_t> cube_taps(const acc_t* center, CubeSize size, int64_t extent_t, int64_t extent_h, int64_t extent_w) {
+  CubeTaps<acc_t> taps;
+  taps.t = axis_taps<acc_t>(center[0], size.t, extent_t);
+  taps.y = axis_taps<acc_t>(center[1], size.h, extent_h);
+  taps.x = axis_taps<acc_t>(center[2], size.w, extent_w);
+  taps.grad_scale[0] = axis_center_grad_scale<acc_t>(center[0], size.t, extent_t);
+  taps.grad_scale[1] = axis_center_grad_scale<acc_t>(center[1], size.h, extent_h);
+  taps.grad_scale[2] = axis_center_grad_scale<acc_t>(center[2], size.w, extent_w);
+  return taps;
+}
+
+// A read-only window row: `count` values of input row `row` (a pointer to x = 0,
+// W stride `stride_w`) at x positions x0, x0 + 1, ..., as acc_t, with the
+// padding rule applied to positions outside [0, width). Points straight into
+// the input when it can (same type, unit stride, window inside), else fills
+// `scratch` (count values).
+template <typename scalar_t, typename acc_t>
+const acc_t* window_row(const scalar_t* row, int64_t stride_w, int64_t width, int64_t x0, int64_t count,
+                        int64_t padding_mode, acc_t* scratch) {
+  const bool inside = x0 >= 0 && x0 + count <= width;
+  if constexpr (std::is_same_v<scalar_t, acc_t>) {
+    if (inside && stride_w == 1) return row + x0;
+  }
+  if (inside) {
+    const scalar_t* src = row + x0 * stride_w;
+    if (stride_w == 1) {
+      for (int64_t j = 0; j < count; ++j) scratch[j] = static_cast<acc_t>(src[j]);
+    } else {
+      for (int64_t j = 0; j < count; ++j) scratch[j] = static_cast<acc_t>(src[j * stride_w]);
+    }
+    return scratch;
+  }
+  for (int64_t j = 0; j < count; ++j) {
+    const int64_t xi = resolve_index(x0 + j, width, padding_mode);
+    scratch[j] = xi < 0 ? acc_t(0) : static_cast<acc_t>(row[xi * stride_w]);
+  }
+  return scratch;
+}
+
+// `count` contiguous values as acc_t: the input itself when it already is acc_t.
+template <typename scalar_t, typename acc_t>
+const acc_t* as_acc_row(const scalar_t* row, int64_t count, acc_t* scratch) {
+  if constexpr (std::is_same_v<scalar_t, acc_t>) {
+    return row;
+  } else {
+    for (int64_t j = 0; j < count; ++j) scratch[j] = static_cast<acc_t>(row[j]);
+    return scratch;
+  }
+}
+
+// Lanes of the fixed-order partial sums: a reduction over a row keeps kLanes
+// independent sums (vectorisable, and the same order on every run and thread
+// count), then adds the lanes in index order.
+constexpr int kLanes = 8;
+
+template <typename acc_t>
+acc_t sum_lanes(const acc_t lanes[kLanes]) {
+  acc_t total = 0;
+  for (int l = 0; l < kLanes; ++l) total += lanes[l];
+  return total;
+}
+
+// Rows per parallel_for chunk: about 32k output values, at least one unit.
+inline int64_t grain_for(int64_t values_per_unit) {
+  return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, values_per_unit));
+}
+
+}  // namespace cubecrop::cpu

@@ -1,0 +1,379 @@
+// CPU kernels of cubecrop::crop_cubes (trilinear cube crop) and its fused backward.
+//
+// Forward: one parallel unit is one output plane (n, k, c, t_out). Each output
+// row blends 4 input window rows (2 t taps x 2 y taps, Dw + 1 values each) with
+// the cube's shared weights; the x blend is the same branch-free loop for every
+// row (window_row handles borders, strides and half types).
+//
+// Backward: one parallel unit is a block of input frames of one (n, c). For
+// each cube k in order, window position j along an axis receives
+// (1 - a) * g[j] + a * g[j - 1] (window_sources in cubecrop_math.h), so each
+// frame's gradient is a gather over grad_out written by exactly one thread in
+// a fixed order: deterministic, no atomics. The centre gradient is computed in
+// the same pass from the same grad_out rows: d L / d a = sum over window
+// voxels of V * (the window gradient with that axis' weights replaced by their
+// derivatives (-1, +1)). Each unit keeps per-cube partial sums; they are
+// reduced in unit order, so the result does not depend on the thread count.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cstring>
+
+#include "cpu/cpu_common.h"
+
+namespace cubecrop::cpu {
+namespace {
+
+// out[x] = lerp over x of sum_r weight[r] * rows[r][x .. x + 1], x in [0, width).
+// Each row holds width + 1 values.
+template <typename scalar_t, typename acc_t>
+void blend_window_rows(const acc_t* const* rows, const acc_t* weight, int count, acc_t ax, int64_t width,
+                       acc_t* __restrict__ tmp, scalar_t* __restrict__ out) {
+  if (count == 4) {
+    const acc_t* __restrict__ r0 = rows[0];
+    const acc_t* __restrict__ r1 = rows[1];
+    const acc_t* __restrict__ r2 = rows[2];
+    const acc_t* __restrict__ r3 = rows[3];
+    const acc_t w0 = weight[0], w1 = weight[1], w2 = weight[2], w3 = weight[3];
+    for (int64_t x = 0; x < width; ++x) {
+      const acc_t lo = w0 * r0[x] + w1 * r1[x] + w2 * r2[x] + w3 * r3[x];
+      const acc_t hi = w0 * r0[x + 1] + w1 * r1[x + 1] + w2 * r2[x + 1] + w3 * r3[x + 1];
+      out[x] = static_cast<scalar_t>(lo + ax * (hi - lo));
+    }
+    return;
+  }
+  // Fewer rows: some taps read zero padding (or the cube is entirely outside).
+  for (int64_t x = 0; x <= width; ++x) tmp[x] = acc_t(0);
+  for (int r = 0; r < count; ++r) {
+    const acc_t* __restrict__ row = rows[r];
+    const acc_t w = weight[r];
+    for (int64_t x = 0; x <= width; ++x) tmp[x] += w * row[x];
+  }
+  for (int64_t x = 0; x < width; ++x) out[x] = static_cast<scalar_t>(tmp[x] + ax * (tmp[x + 1] - tmp[x]));
+}
+
+template <typename scalar_t>
+void crop_cubes_forward(const at::Tensor& video, const at::Tensor& centers, CubeSize size, int64_t padding_mode,
+                        at::Tensor& out) {
+  using acc_t = acc_type<scalar_t>;
+  const int64_t N = video.size(0), C = video.size(1), T = video.size(2), H = video.size(3), W = video.size(4);
+  const int64_t K = centers.size(1);
+  const int64_t sn = video.stride(0), sc = video.stride(1), st = video.stride(2), sh = video.stride(3),
+                sw = video.stride(4);
+  const scalar_t* vp = video.const_data_ptr<scalar_t>();
+  const acc_t* cp = centers.const_data_ptr<acc_t>();
+  scalar_t* op = out.mutable_data_ptr<scalar_t>();
+
+  std::vector<CubeTaps<acc_t>> taps(N * K);
+  for (int64_t i = 0; i < N * K; ++i) taps[i] = cube_taps<acc_t>(cp + 3 * i, size, T, H, W);
+
+  const int64_t row_len = size.w + 1;
+  const int64_t planes = N * K * C * size.t;
+  at::parallel_for(0, planes, grain_for(size.h * size.w), [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> scratch(5 * row_len);  // 4 window rows + the blend buffer
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t t_out = p % size.t;
+      const int64_t c = (p / size.t) % C;
+      const int64_t nk = p / (size.t * C);
+      const int64_t n = nk / K;
+      const CubeTaps<acc_t>& cube = taps[nk];
+      const acc_t wt[2] = {acc_t(1) - cube.t.frac, cube.t.frac};
+      const acc_t wy[2] = {acc_t(1) - cube.y.frac, cube.y.frac};
+      int64_t ti[2];
+      for (int a = 0; a < 2; ++a) ti[a] = resolve_index(cube.t.start + t_out + a, T, padding_mode);
+      const scalar_t* channel = vp + n * sn + c * sc;
+      scalar_t* out_plane = op + p * size.h * size.w;
+      for (int64_t y_out = 0; y_out < size.h; ++y_out) {
+        const acc_t* rows[4];
+        acc_t weight[4];
+        int count = 0;
+        for (int a = 0; a < 2; ++a) {
+          if (ti[a] < 0) continue;
+          for (int b = 0; b < 2; ++b) {
+            const int64_t yi = resolve_index(cube.y.start + y_out + b, H, padding_mode);
+            if (yi < 0) continue;
+            rows[count] = window_row<scalar_t, acc_t>(channel + ti[a] * st + yi * sh, sw, W, cube.x.start, row_len,
+                                                      padding_mode, scratch.data() + count * row_len);
+            weight[count] = wt[a] * wy[b];
+            ++count;
+          }
+        }
+        blend_window_rows<scalar_t, acc_t>(rows, weight, count, cube.x.frac, size.w, scratch.data() + 4 * row_len,
+                                           out_plane + y_out * size.w);
+      }
+    }
+  });
+}
+
+// One window row's gradient inputs: up to 4 grad_out rows (t source x y source)
+// with their weight and the weight's derivatives along t and y.
+template <typename acc_t>
+struct GradSources {
+  const acc_t* rows[4];
+  acc_t w[4], dt[4], dy[4];
+  int count = 0;
+};
+
+// h[1 + x] = sum_r w[r] * rows[r][x] for x in [0, width), h[0] = h[width + 1] = 0
+// (the zero-padded g[-1] and g[D] of window_sources), and likewise for dt, dy.
+template <typename acc_t>
+void combine_grad_rows(const GradSources<acc_t>& src, int64_t width, bool with_derivatives, acc_t* __restrict__ h,
+                       acc_t* __restrict__ h_dt, acc_t* __restrict__ h_dy) {
+  const int64_t len = width + 2;
+  std::fill(h, h + len, acc_t(0));
+  if (with_derivatives) {
+    std::fill(h_dt, h_dt + len, acc_t(0));
+    std::fill(h_dy, h_dy + len, acc_t(0));
+  }
+  for (int r = 0; r < src.count; ++r) {
+    const acc_t* __restrict__ g = src.rows[r];
+    const acc_t w = src.w[r];
+    for (int64_t x = 0; x < width; ++x) h[x + 1] += w * g[x];
+    if (!with_derivatives) continue;
+    const acc_t dt = src.dt[r], dy = src.dy[r];
+    for (int64_t x = 0; x < width; ++x) {
+      h_dt[x + 1] += dt * g[x];
+      h_dy[x + 1] += dy * g[x];
+    }
+  }
+}
+
+// Centre-gradient sums of one window row: sum_x V[x] * d(window grad)[x] / d a
+// for a = (t, y, x), where the window gradient is R[x] = h[x + 1] + ax * (h[x] - h[x + 1]).
+template <typename acc_t>
+void window_row_center_sums(const acc_t* __restrict__ v, const acc_t* __restrict__ h, const acc_t* __restrict__ h_dt,
+                            const acc_t* __restrict__ h_dy, acc_t ax, int64_t count, acc_t sums[3]) {
+  acc_t st[kLanes] = {}, sy[kLanes] = {}, sx[kLanes] = {};
+  int64_t x = 0;
+  for (; x + kLanes <= count; x += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const int64_t i = x + l;
+      st[l] += v[i] * (h_dt[i + 1] + ax * (h_dt[i] - h_dt[i + 1]));
+      sy[l] += v[i] * (h_dy[i + 1] + ax * (h_dy[i] - h_dy[i + 1]));
+      sx[l] += v[i] * (h[i] - h[i + 1]);
+    }
+  }
+  for (int l = 0; x < count; ++x, ++l) {
+    st[l] += v[x] * (h_dt[x + 1] + ax * (h_dt[x] - h_dt[x + 1]));
+    sy[l] += v[x] * (h_dy[x + 1] + ax * (h_dy[x] - h_dy[x + 1]));
+    sx[l] += v[x] * (h[x] - h[x + 1]);
+  }
+  sums[0] = sum_lanes(st);
+  sums[1] = sum_lanes(sy);
+  sums[2] = sum_lanes(sx);
+}
+
+// Adds the window row gradient R[x] = h[x + 1] + ax * (h[x] - h[x + 1]),
+// x in [0, count), into the frame row `dst` (contiguous, `width` long) at x0 + x.
+template <typename acc_t>
+void scatter_window_row(const acc_t* __restrict__ h, acc_t ax, int64_t count, int64_t x0, int64_t width,
+                        int64_t padding_mode, acc_t* __restrict__ dst) {
+  if (x0 >= 0 && x0 + count <= width) {
+    acc_t* __restrict__ out = dst + x0;
+    for (int64_t x = 0; x < count; ++x) out[x] += h[x + 1] + ax * (h[x] - h[x + 1]);
+    return;
+  }
+  // Border clamping sends several window voxels onto one edge voxel: add them in x order.
+  for (int64_t x = 0; x < count; ++x) {
+    const int64_t xi = resolve_index(x0 + x, width, padding_mode);
+    if (xi >= 0) dst[xi] += h[x + 1] + ax * (h[x] - h[x + 1]);
+  }
+}
+
+template <typename scalar_t>
+void crop_cubes_backward_kernel(const at::Tensor& grad_out, const at::Tensor& video, const at::Tensor& centers,
+                                CubeSize size, int64_t padding_mode, bool need_video, bool need_centers,
+                                at::Tensor& grad_video, at::Tensor& grad_centers) {
+  using acc_t = acc_type<scalar_t>;
+  const int64_t N = video.size(0), C = video.size(1), T = video.size(2), H = video.size(3), W = video.size(4);
+  const int64_t K = centers.size(1);
+  const int64_t sn = video.stride(0), sc = video.stride(1), st = video.stride(2), sh = video.stride(3),
+                sw = video.stride(4);
+  const scalar_t* vp = video.const_data_ptr<scalar_t>();
+  const scalar_t* gp = grad_out.const_data_ptr<scalar_t>();
+  const acc_t* cp = centers.const_data_ptr<acc_t>();
+  scalar_t* gvp = need_video ? grad_video.mutable_data_ptr<scalar_t>() : nullptr;
+
+  std::vector<CubeTaps<acc_t>> taps(N * K);
+  for (int64_t i = 0; i < N * K; ++i) taps[i] = cube_taps<acc_t>(cp + 3 * i, size, T, H, W);
+
+  // Units: blocks of frames of one (n, c). Whole (n, c) sequences when there
+  // are enough of them for the threads, single frames otherwise. The choice
+  // depends on the shapes only, so results do not depend on the thread count.
+  const int64_t frames_per_unit = N * C >= 256 ? T : 1;
+  const int64_t blocks = (T + frames_per_unit - 1) / frames_per_unit;
+  const int64_t units = N * C * blocks;
+  std::vector<double> partials(need_centers ? units * K * 3 : 0, 0.0);
+
+  const int64_t plane = size.h * size.w;
+  const int64_t row_len = size.w + 1;
+  at::parallel_for(0, units, grain_for(frames_per_unit * H * W), [&](int64_t begin, int64_t end) {
+    constexpr bool same_type = std::is_same_v<scalar_t, acc_t>;
+    std::vector<acc_t> frame_acc(need_video && !same_type ? H * W : 0);
+    std::vector<acc_t> grad_rows(same_type ? 0 : 4 * size.w);
+    std::vector<acc_t> work(3 * (size.w + 2) + row_len);
+    acc_t* h = work.data();
+    acc_t* h_dt = h + (size.w + 2);
+    acc_t* h_dy = h_dt + (size.w + 2);
+    acc_t* v_scratch = h_dy + (size.w + 2);
+
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t nc = u / blocks;
+      const int64_t n = nc / C, c = nc % C;
+      const int64_t f0 = (u % blocks) * frames_per_unit;
+      const int64_t f1 = std::min(T, f0 + frames_per_unit);
+      double* unit_partials = need_centers ? partials.data() + u * K * 3 : nullptr;
+      const scalar_t* channel = vp + n * sn + c * sc;
+
+      for (int64_t ti = f0; ti < f1; ++ti) {
+        acc_t* frame = nullptr;
+        if (need_video) {
+          if constexpr (same_type) {
+            frame = gvp + (nc * T + ti) * H * W;
+          } else {
+            frame = frame_acc.data();
+          }
+          std::memset(frame, 0, sizeof(acc_t) * H * W);
+        }
+        for (int64_t k = 0; k < K; ++k) {
+          const CubeTaps<acc_t>& cube = taps[n * K + k];
+          const acc_t at = cube.t.frac, ay = cube.y.frac;
+          const scalar_t* g_cube = gp + ((n * K + k) * C + c) * size.t * plane;
+          acc_t cube_sums[3] = {0, 0, 0};
+          for (int64_t jt = 0; jt <= size.t; ++jt) {
+            if (resolve_index(cube.t.start + jt, T, padding_mode) != ti) continue;
+            // Window frame jt gathers output frames jt (weight 1 - at) and jt - 1 (weight at).
+            const scalar_t* g_planes[2] = {jt < size.t ? g_cube + jt * plane : nullptr,
+                                           jt >= 1 ? g_cube + (jt - 1) * plane : nullptr};
+            const acc_t wt[2] = {acc_t(1) - at, at}, dwt[2] = {acc_t(-1), acc_t(1)};
+            const acc_t wy[2] = {acc_t(1) - ay, ay}, dwy[2] = {acc_t(-1), acc_t(1)};
+            for (int64_t jy = 0; jy <= size.h; ++jy) {
+              const int64_t yi = resolve_index(cube.y.start + jy, H, padding_mode);
+              if (yi < 0) continue;
+              GradSources<acc_t> src;
+              for (int a = 0; a < 2; ++a) {
+                if (g_planes[a] == nullptr) continue;
+                for (int b = 0; b < 2; ++b) {
+                  const int64_t y_out = jy - b;
+                  if (y_out < 0 || y_out >= size.h) continue;
+                  src.rows[src.count] = as_acc_row<scalar_t, acc_t>(g_planes[a] + y_out * size.w, size.w,
+                                                                    grad_rows.data() + src.count * size.w);
+                  src.w[src.count] = wt[a] * wy[b];
+                  src.dt[src.count] = dwt[a] * wy[b];
+                  src.dy[src.count] = wt[a] * dwy[b];
+                  ++src.count;
+                }
+              }
+              combine_grad_rows<acc_t>(src, size.w, need_centers, h, h_dt, h_dy);
+              if (need_video) {
+                scatter_window_row<acc_t>(h, cube.x.frac, row_len, cube.x.start, W, padding_mode, frame + yi * W);
+              }
+              if (need_centers) {
+                const acc_t* v = window_row<scalar_t, acc_t>(channel + ti * st + yi * sh, sw, W, cube.x.start,
+                                                             row_len, padding_mode, v_scratch);
+                acc_t sums[3];
+                window_row_center_sums<acc_t>(v, h, h_dt, h_dy, cube.x.frac, row_len, sums);
+                for (int axis = 0; axis < 3; ++axis) cube_sums[axis] += sums[axis];
+              }
+            }
+          }
+          if (need_centers) {
+            for (int axis = 0; axis < 3; ++axis) unit_partials[k * 3 + axis] += static_cast<double>(cube_sums[axis]);
+          }
+        }
+        if constexpr (!same_type) {
+          if (need_video) {
+            scalar_t* dst = gvp + (nc * T + ti) * H * W;
+            for (int64_t i = 0; i < H * W; ++i) dst[i] = static_cast<scalar_t>(frame[i]);
+          }
+        }
+      }
+    }
+  });
+
+  if (need_centers) {
+    using center_t = acc_t;
+    center_t* gcp = grad_centers.mutable_data_ptr<center_t>();
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t k = 0; k < K; ++k) {
+        double total[3] = {0.0, 0.0, 0.0};
+        for (int64_t u = n * C * blocks; u < (n + 1) * C * blocks; ++u) {
+          for (int axis = 0; axis < 3; ++axis) total[axis] += partials[(u * K + k) * 3 + axis];
+        }
+        const CubeTaps<acc_t>& cube = taps[n * K + k];
+        for (int axis = 0; axis < 3; ++axis) {
+          gcp[(n * K + k) * 3 + axis] = static_cast<center_t>(total[axis]) * cube.grad_scale[axis];
+        }
+      }
+    }
+  }
+}
+
+at::ScalarType expected_centers_dtype(const at::Tensor& video) {
+  return video.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+void check_crop_inputs(const at::Tensor& video, const at::Tensor& centers, int64_t padding_mode) {
+  check_video_5d(video, "(N, C, T, H, W)");
+  const auto dtype = video.scalar_type();
+  TORCH_CHECK(dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kFloat || dtype == at::kDouble,
+              "video must be float16, bfloat16, float32 or float64 for crop_cubes, got ", dtype);
+  TORCH_CHECK(video.size(2) >= 1 && video.size(3) >= 1 && video.size(4) >= 1,
+              "video must have T, H, W >= 1, got shape ", video.sizes());
+  check_centers(centers, video.size(0), expected_centers_dtype(video));
+  check_padding_mode(padding_mode);
+}
+
+at::Tensor crop_cubes_cpu(const at::Tensor& video, const at::Tensor& centers, c10::IntArrayRef size_ref,
+                          int64_t padding_mode) {
+  check_crop_inputs(video, centers, padding_mode);
+  const CubeSize size = checked_size(size_ref);
+  const at::Tensor centers_c = centers.contiguous();
+  at::Tensor out = at::empty({video.size(0), centers.size(1), video.size(1), size.t, size.h, size.w}, video.options());
+  if (out.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, video.scalar_type(), "crop_cubes_cpu", [&] {
+    crop_cubes_forward<scalar_t>(video, centers_c, size, padding_mode, out);
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> crop_cubes_backward_cpu(const at::Tensor& grad_out, const at::Tensor& video,
+                                                           const at::Tensor& centers, c10::IntArrayRef size_ref,
+                                                           int64_t padding_mode, bool need_video_grad,
+                                                           bool need_centers_grad) {
+  check_crop_inputs(video, centers, padding_mode);
+  const CubeSize size = checked_size(size_ref);
+  check_cpu(grad_out, "grad_out");
+  const std::vector<int64_t> out_shape = {video.size(0), centers.size(1), video.size(1), size.t, size.h, size.w};
+  TORCH_CHECK(grad_out.sizes() == c10::IntArrayRef(out_shape), "grad_out must have shape ", out_shape, ", got ",
+              grad_out.sizes());
+  TORCH_CHECK(grad_out.scalar_type() == video.scalar_type(), "grad_out must have the video's dtype ",
+              video.scalar_type(), ", got ", grad_out.scalar_type());
+
+  at::Tensor grad_video = need_video_grad ? at::empty(video.sizes(), video.options().memory_format(at::MemoryFormat::Contiguous))
+                                          : at::empty({0}, video.options());
+  at::Tensor grad_centers = need_centers_grad ? at::empty(centers.sizes(), centers.options().memory_format(at::MemoryFormat::Contiguous))
+                                              : at::empty({0}, centers.options());
+  if (!need_video_grad && !need_centers_grad) return {grad_video, grad_centers};
+  if (grad_out.numel() == 0 || video.numel() == 0) {
+    if (need_video_grad) grad_video.zero_();
+    if (need_centers_grad) grad_centers.zero_();
+    return {grad_video, grad_centers};
+  }
+  const at::Tensor grad_out_c = grad_out.contiguous();
+  const at::Tensor centers_c = centers.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, video.scalar_type(), "crop_cubes_backward_cpu", [&] {
+    crop_cubes_backward_kernel<scalar_t>(grad_out_c, video, centers_c, size, padding_mode, need_video_grad,
+                                         need_centers_grad, grad_video, grad_centers);
+  });
+  return {grad_video, grad_centers};
+}
+
+}  // namespace
+}  // namespace cubecrop::cpu
+
+TORCH_LIBRARY_IMPL(cubecrop, CPU, m) {
+  m.impl("crop_cubes", &cubecrop::cpu::crop_cubes_cpu);
+  m.impl("crop_cubes_backward", &cubecrop::cpu::crop_cubes_backward_cpu);
+}
