@@ -21,6 +21,15 @@
 #define CUBECROP_HD inline
 #endif
 
+// Loop unrolling hint that every compiler understands (host GCC warns on a bare `#pragma unroll`).
+#if defined(__CUDACC__) || defined(__HIPCC__) || defined(__clang__)
+#define CUBECROP_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define CUBECROP_UNROLL _Pragma("GCC unroll 8")
+#else
+#define CUBECROP_UNROLL
+#endif
+
 namespace cubecrop {
 
 // Matches the integer the Python layer passes for padding_mode.
@@ -55,6 +64,17 @@ CUBECROP_HD AxisTaps<acc_t> axis_taps(acc_t center, int64_t size, int64_t extent
   return taps;
 }
 
+// 1 where the centre gradient flows along this axis, 0 where axis_taps clamped
+// the start (the reference's clamp has zero gradient there; every tap then
+// misses the input, or in border mode reads one edge voxel, so the true
+// derivative is 0 too; this makes it exactly 0 rather than a rounding residue).
+template <typename acc_t>
+CUBECROP_HD acc_t axis_center_grad_scale(acc_t center, int64_t size, int64_t extent) {
+  const acc_t s = center - static_cast<acc_t>(size) * static_cast<acc_t>(0.5);
+  const bool clamped = s < -static_cast<acc_t>(size + 2) || s > static_cast<acc_t>(extent + 1);
+  return clamped ? static_cast<acc_t>(0) : static_cast<acc_t>(1);
+}
+
 // The input index a tap at `index` reads, or -1 when it reads zero padding.
 CUBECROP_HD int64_t resolve_index(int64_t index, int64_t extent, int64_t padding_mode) {
   if (index >= 0 && index < extent) return index;
@@ -84,7 +104,7 @@ CUBECROP_HD void tap_weights(acc_t at, acc_t ay, acc_t ax, acc_t w[8]) {
   const acc_t wt[2] = {static_cast<acc_t>(1) - at, at};
   const acc_t wy[2] = {static_cast<acc_t>(1) - ay, ay};
   const acc_t wx[2] = {static_cast<acc_t>(1) - ax, ax};
-#pragma unroll
+CUBECROP_UNROLL
   for (int k = 0; k < 8; ++k) w[k] = wt[(k >> 2) & 1] * wy[(k >> 1) & 1] * wx[k & 1];
 }
 
@@ -97,7 +117,7 @@ CUBECROP_HD void tap_weight_derivatives(acc_t at, acc_t ay, acc_t ax, acc_t dwt[
   const acc_t wy[2] = {static_cast<acc_t>(1) - ay, ay};
   const acc_t wx[2] = {static_cast<acc_t>(1) - ax, ax};
   const acc_t sign[2] = {static_cast<acc_t>(-1), static_cast<acc_t>(1)};
-#pragma unroll
+CUBECROP_UNROLL
   for (int k = 0; k < 8; ++k) {
     const int bt = (k >> 2) & 1, by = (k >> 1) & 1, bx = k & 1;
     dwt[k] = sign[bt] * wy[by] * wx[bx];
