@@ -60,4 +60,5 @@ def crop_cubes_int(
     out_dtype: torch.dtype,
 ) -> torch.Tensor:
     op = _ops.interpreted_crop_cubes_int if video.device.type == "cpu" else _ops.compiled_crop_cubes_int
-    return op(video, centers, list(size), channels_last, mean, std, out_dtype)
+    # The integer crop has no gradient (a test-time op): detached, its output never asks for one.
+    return op(video.detach(), centers.detach(), list(size), channels_last, mean, std, out_dtype)
