@@ -19,6 +19,7 @@ if not torch.cuda.is_available():
 
 import contextlib  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from typing import Callable, Optional  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -30,6 +31,8 @@ class Backend:
     name: str  # cubecrop backend name, passed as backend=
     device: str  # "cpu" or "cuda": where the test tensors live
     interpreted: bool = False  # the Triton interpreter: keep shapes and example counts tiny
+    # Tests of the test helpers plug a deliberately wrong crop in here: (video, centers, size, padding_mode) -> out.
+    fn: Optional[Callable] = None
 
     @property
     def id(self) -> str:
@@ -37,12 +40,32 @@ class Backend:
 
     @property
     def native(self) -> bool:
-        """Whether the backend runs the torch.ops.cubecrop.* ops (C++/CUDA kernels)."""
-        return self.name in ("cpu", "cuda")
+        """Whether the backend runs torch.library ops (C++/CUDA kernels, or Triton's op families)."""
+        return self.name in ("cpu", "cuda", "triton")
+
+    def op(self, name: str):
+        """The torch.ops.cubecrop op behind `name` (crop_cubes, crop_cubes_backward, crop_cubes_int)."""
+        if self.name in ("cpu", "cuda"):
+            return getattr(torch.ops.cubecrop, name)
+        if self.name == "triton":  # cubecrop/triton/_ops.py: one op family per kernel copy
+            return getattr(torch.ops.cubecrop, ("triton_interpret_" if self.device == "cpu" else "triton_") + name)
+        raise ValueError(f"backend {self.name!r} has no torch.library op")
+
+    def budget(self, shape, k: int):
+        """(shape, K) cut down for the Triton interpreter (one batch item, <= 2 channels, <= 2 cubes):
+        it runs ~0.5 ms per program, i.e. per tile of each cube. Extents and cube sizes stay."""
+        if not self.interpreted:
+            return tuple(shape), k
+        return (1, min(shape[1], 2), *shape[2:]), min(k, 2)
+
+    def crop(self, video, centers, size, padding_mode="zeros"):
+        if self.fn is not None:
+            return self.fn(video, centers, size, padding_mode)
+        return cubecrop.crop_cubes(video, centers, size, padding_mode, backend=self.name)
 
     def examples(self, count: int) -> int:
         """How many hypothesis examples / seeds to spend on this backend."""
-        return max(2, count // 5) if self.interpreted else count
+        return max(2, count // 8) if self.interpreted else count
 
 
 def _skip_reason(backend: Backend):
@@ -149,7 +172,7 @@ def backend_crop(backend: Backend, video, centers, size, padding_mode="zeros", g
     """The same through `backend` on the tensors as given (device and layout preserved)."""
     v = video.detach().requires_grad_(grad_out is not None)
     c = centers.detach().requires_grad_(grad_out is not None)
-    out = cubecrop.crop_cubes(v, c, size, padding_mode, backend=backend.name)
+    out = backend.crop(v, c, size, padding_mode)
     if grad_out is None:
         return out
     grad_video, grad_centers = torch.autograd.grad(out, (v, c), grad_out)
