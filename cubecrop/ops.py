@@ -159,7 +159,8 @@ def _check_statistic(value, name: str, channels: int, device: torch.device) -> O
     tensor = torch.as_tensor(value, dtype=torch.float32, device=device)
     if tensor.dim() != 1 or tensor.numel() != channels:
         raise ValueError(f"{name} must have one value per channel ({channels}), got shape {tuple(tensor.shape)}")
-    if name == "std" and bool((tensor == 0).any()):
+    # A data-dependent check: skipped while tracing, where it would break the graph.
+    if name == "std" and not torch.compiler.is_compiling() and bool((tensor == 0).any()):
         raise ValueError("std must be non-zero for every channel")
     return tensor.contiguous()
 
@@ -206,4 +207,5 @@ def crop_cubes_int(
     kernel_centers = centers.detach().to(torch.float64).contiguous()
     if chosen == "triton":
         return _triton_module().crop_cubes_int(video, kernel_centers, size, channels_last, mean_t, std_t, out_dtype)
-    return torch.ops.cubecrop.crop_cubes_int(video, kernel_centers, size, channels_last, mean_t, std_t, out_dtype)
+    # No autograd formula: detached, so the output records no history (and warns at no backward).
+    return torch.ops.cubecrop.crop_cubes_int(video.detach(), kernel_centers, size, channels_last, mean_t, std_t, out_dtype)
