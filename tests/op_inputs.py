@@ -123,13 +123,14 @@ def overlapping_centers(
 def make_features_case(m: int, channels: int, cube_cells: Sequence[int], dtype=torch.float64, generator=None):
     """Features (M, C, Tf+1, Hf+1, Wf+1) of enlarged crops, plus centres and origins in pixels.
 
-    Uses stride (1, 4, 4): the centre sits between origin + D/2 and origin + D/2 + s,
-    which is where enlarged_window puts it.
+    Uses stride (1, 4, 4): the centre sits between origin + D/2 and origin + D/2 + s
+    (pixels), which is where enlarged_window puts it.
     """
     stride = torch.tensor([1.0, 4.0, 4.0], dtype=torch.float64)
     cells = torch.tensor([float(c) for c in cube_cells], dtype=torch.float64)
     features = make_video((m, channels, *(int(c) + 1 for c in cube_cells)), dtype, generator=generator)
     origin = torch.randint(0, 20, (m, 3), generator=generator).to(torch.float64)
-    offset = torch.rand(m, 3, dtype=torch.float64, generator=generator)  # in cells, in [0, 1)
+    # In cells, in [0.01, 0.99]: off the integers where the centre gradient jumps.
+    offset = 0.01 + 0.98 * torch.rand(m, 3, dtype=torch.float64, generator=generator)
     centers = origin + (cells / 2 + offset) * stride
     return features, centers, origin, stride

@@ -1,0 +1,127 @@
+"""The deep-feature trick (DESIGN.md section 2): feature_offset_crop, enlarged_window, crop_enlarged."""
+import pytest
+import torch
+
+import cubecrop
+from conftest import assert_matches
+from op_inputs import make_features_case, make_video
+
+STRIDES = [(1, 1, 1), (1, 4, 4), (2, 8, 8), (1, 2, 3)]
+
+
+def test_equals_crop_cubes_at_the_feature_offset(backend):
+    m = 1 if backend.interpreted else 3
+    features, centers, origin, stride = make_features_case(m, 2, (2, 3, 3), generator=torch.Generator().manual_seed(0))
+    features, centers, origin = (x.to(backend.device) for x in (features, centers, origin))
+    out = cubecrop.feature_offset_crop(features, centers, origin, stride.tolist(), backend=backend.name)
+    offsets = (centers - origin) / stride.to(backend.device)
+    expected = cubecrop.crop_cubes(features, offsets.unsqueeze(1), (2, 3, 3), backend="reference").squeeze(1)
+    assert out.shape == (m, 2, 2, 3, 3)
+    assert_matches(out, expected, 1e-10, "feature_offset_crop")
+
+
+def test_centre_gradient_matches_finite_differences(backend):
+    m = 1 if backend.interpreted else 2
+    features, centers, origin, stride = make_features_case(m, 3, (2, 2, 3), generator=torch.Generator().manual_seed(1))
+    features, centers, origin = (x.to(backend.device) for x in (features, centers, origin))
+    weights = torch.randn(m, 3, 2, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2)).to(backend.device)
+
+    def loss(c):
+        out = cubecrop.feature_offset_crop(features, c, origin, stride.tolist(), backend=backend.name)
+        return (out * weights).sum()
+
+    c = centers.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(loss(c), c)
+    eps = 1e-6  # px; the offsets are >= 0.01 cells from a tap change (make_features_case)
+    numeric = torch.zeros_like(centers)
+    for i in range(m):
+        for axis in range(3):
+            step = torch.zeros_like(centers)
+            step[i, axis] = eps
+            numeric[i, axis] = (loss(centers + step) - loss(centers - step)) / (2 * eps)
+    assert_matches(grad, numeric, 1e-6, "centre gradient vs finite differences")
+    assert grad.abs().sum() > 0
+
+
+def test_gradients_reach_features_and_not_origin(backend):
+    features, centers, origin, stride = make_features_case(1, 2, (1, 2, 2), generator=torch.Generator().manual_seed(3))
+    features = features.to(backend.device).requires_grad_()
+    centers = centers.to(backend.device).requires_grad_()
+    origin = origin.to(backend.device).requires_grad_()
+    cubecrop.feature_offset_crop(features, centers, origin, stride.tolist(), backend=backend.name).sum().backward()
+    assert features.grad is not None and features.grad.abs().sum() > 0
+    assert centers.grad is not None
+    assert origin.grad is None, "the enlarged crop's origin is integer data, not a learnable input"
+
+
+@pytest.mark.parametrize("stride", STRIDES, ids=str)
+def test_enlarged_window_keeps_the_offset_in_one_cell(stride):
+    cube = [s * n for s, n in zip(stride, (3, 2, 2))]  # a multiple of the stride per axis
+    video_size = (12, 40, 37)
+    gen = torch.Generator().manual_seed(sum(stride))
+    low = torch.tensor(cube, dtype=torch.float64) / 2
+    high = torch.tensor(video_size, dtype=torch.float64) - low
+    centers = low + torch.rand(200, 3, dtype=torch.float64, generator=gen) * (high - low)
+    centers = torch.cat([centers, low[None], high[None], torch.stack([low, high]).T[[0, 1, 2], [0, 1, 0]][None]])
+    window = cubecrop.enlarged_window(centers, cube, stride, video_size)
+    sizes = torch.tensor(window.size, dtype=torch.float64)
+    assert window.size == tuple(d + s for d, s in zip(cube, stride))
+    assert window.origin.dtype == torch.int64
+    # The window lies inside the video ...
+    assert (window.origin >= 0).all() and (window.origin + sizes <= torch.tensor(video_size)).all()
+    # ... and the cube's start in feature cells, (c - origin - D/2) / s, lies in [0, 1].
+    s = torch.tensor(stride, dtype=torch.float64)
+    offset = (centers - window.origin - low) / s
+    assert (offset >= 0).all() and (offset <= 1).all(), f"offsets out of [0, 1]: {offset.min()}, {offset.max()}"
+    # Time with stride 1 starts at floor(c - D/2); space at round(c - (D + s)/2), before clamping.
+    unclamped = torch.floor(centers - (low * 2 + s) / 2 + 0.5)
+    inside = (unclamped >= 0) & (unclamped + sizes <= torch.tensor(video_size))
+    assert torch.equal(window.origin[inside], unclamped[inside].long())
+    if stride[0] == 1:
+        floor_t = torch.floor(centers[:, 0] - low[0])
+        assert torch.equal(window.origin[:, 0][inside[:, 0]], floor_t[inside[:, 0]].long())
+
+
+def test_enlarged_window_clamps_to_the_video():
+    cube, stride, video_size = (4, 8, 8), (1, 4, 4), (8, 32, 32)
+    centers = torch.tensor([[-100.0, -100.0, -100.0], [100.0, 100.0, 100.0], [0.0, 31.9, 0.2]], dtype=torch.float64)
+    window = cubecrop.enlarged_window(centers, cube, stride, video_size)
+    assert window.origin.tolist() == [[0, 0, 0], [3, 20, 20], [0, 20, 0]]
+
+
+def test_crop_enlarged_starts_at_the_origin(backend):
+    n, k = (1, 2) if backend.interpreted else (2, 3)
+    video = make_video((n, 3, 8, 20, 18), torch.float32, backend.device, generator=torch.Generator().manual_seed(4))
+    centers = torch.rand(n * k, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    centers = (centers * torch.tensor([8.0, 20.0, 18.0], dtype=torch.float64)).to(backend.device)
+    window = cubecrop.enlarged_window(centers, (2, 8, 8), (1, 4, 4), (8, 20, 18))
+    crops = cubecrop.crop_enlarged(video, window, backend=backend.name)
+    assert crops.shape == (n, k, 3, 3, 12, 12)
+    for i, (t, y, x) in enumerate(window.origin.tolist()):
+        b, j = divmod(i, k)
+        torch.testing.assert_close(crops[b, j], video[b, :, t : t + 3, y : y + 12, x : x + 12], rtol=0, atol=0)
+
+
+def test_identity_features_recover_the_pixel_crop(backend):
+    # With fL = identity (stride 1), cropping the enlarged window's "features" at the
+    # offset must equal the differentiable pixel crop: the trick is exact, values and
+    # centre gradients, for every centre inside [D/2, E - D/2].
+    n, k = (1, 2) if backend.interpreted else (2, 2)
+    cube, video_size = (2, 5, 4), (6, 11, 9)
+    video = make_video((n, 2, *video_size), torch.float64, backend.device, generator=torch.Generator().manual_seed(6))
+    low = torch.tensor(cube, dtype=torch.float64) / 2
+    high = torch.tensor(video_size, dtype=torch.float64) - low
+    centers = low + torch.rand(n * k, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(7)) * (high - low)
+    centers = centers.to(backend.device)
+    window = cubecrop.enlarged_window(centers, cube, 1, video_size)
+    enlarged = cubecrop.crop_enlarged(video, window, backend=backend.name).flatten(0, 1)  # (N K, C, D + 1)
+
+    c1 = centers.clone().requires_grad_()
+    trick = cubecrop.feature_offset_crop(enlarged, c1, window.origin, 1, backend=backend.name)
+    c2 = centers.clone().requires_grad_()
+    pixels = cubecrop.crop_cubes(video, c2.view(n, k, 3), cube, backend=backend.name).flatten(0, 1)
+    assert_matches(trick, pixels, 1e-10, "values")
+    weights = torch.randn(trick.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(8)).to(backend.device)
+    (g1,) = torch.autograd.grad((trick * weights).sum(), c1)
+    (g2,) = torch.autograd.grad((pixels * weights).sum(), c2)
+    assert_matches(g1, g2, 1e-10, "centre gradients")
