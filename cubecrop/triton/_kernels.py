@@ -58,6 +58,15 @@ def _axis_taps(center, size, extent):
 
 
 @triton.jit
+def _axis_grad_scale(center, size, extent):
+    """1 where the centre gradient flows along this axis, 0 where _axis_taps clamped
+    the start (as the reference's clamp; csrc/cubecrop_math.h axis_center_grad_scale)."""
+    s = center - size * 0.5
+    clamped = (s < -(size + 2.0)) | (s > extent + 1.0)
+    return tl.where(clamped, 0.0, 1.0).to(center.dtype)
+
+
+@triton.jit
 def _int_start(center, size, extent):
     """Test-time start: floor(clamp(c - D/2, 0, E - D) + 0.5), in the centre's dtype (float64)."""
     s = center - size * 0.5
@@ -269,9 +278,9 @@ def crop_backward_kernel(
         d_y = _lerp(l01 - l00, l11 - l10, at)
         d_x = _lerp(_lerp(v001 - v000, v011 - v010, ay), _lerp(v101 - v100, v111 - v110, ay), at)
         slot = partials_ptr + (cube.to(tl.int64) * max_tiles + tile) * 3
-        tl.store(slot, _tile_sum(g * d_t))
-        tl.store(slot + 1, _tile_sum(g * d_y))
-        tl.store(slot + 2, _tile_sum(g * d_x))
+        tl.store(slot, _tile_sum(g * d_t) * _axis_grad_scale(tl.load(center), Dt, T))
+        tl.store(slot + 1, _tile_sum(g * d_y) * _axis_grad_scale(tl.load(center + sc_a), Dh, H))
+        tl.store(slot + 2, _tile_sum(g * d_x) * _axis_grad_scale(tl.load(center + 2 * sc_a), Dw, W))
 
 
 @triton.autotune(configs=CONFIGS, key=AUTOTUNE_KEY)

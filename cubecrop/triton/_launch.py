@@ -108,31 +108,85 @@ def crop_backward(
         tuple(grad_out.shape) == (n, k, c, dt, dh, dw),
         lambda: f"grad_out must be {(n, k, c, dt, dh, dw)}, got {tuple(grad_out.shape)}",
     )
-    if need_video_grad and video.device.type == "cuda":
-        # Atomic adds make the low bits of the video gradient depend on scheduling.
-        torch._C._alert_not_deterministic("cubecrop triton crop_cubes_backward (video gradient)")
+    # The kernel's video gradient uses atomic adds, whose order (so the low bits of
+    # the sum) depends on scheduling; deterministic mode takes the gather below.
+    deterministic = need_video_grad and torch.are_deterministic_algorithms_enabled()
+    kernel_video_grad = need_video_grad and not deterministic
     block_w = _block_w(dw, kernels)
     rows = c * dt * dh
     max_tiles = _tiles_per_cube(rows, dw, block_w, kernels.MIN_TILE)
     # Gradients accumulate in fp32 (fp64 for a fp64 video), whatever the video's dtype.
     grad_video = video.new_zeros(video.shape if need_video_grad else (1,), dtype=acc)
     partials = centers.new_zeros((n * k, max_tiles, 3) if need_centers_grad else (1,), dtype=acc)
-    if grad_out.numel() and t * h * w and (need_video_grad or need_centers_grad):
+    if grad_out.numel() and t * h * w and (kernel_video_grad or need_centers_grad):
         wrap(kernels.crop_backward_kernel)[_grid(n * k, rows, dw, block_w)](
             grad_out, video, centers, grad_video, partials,
             k, c, t, h, w,
             *grad_out.stride(),
             *video.stride(),
             *centers.stride(),
-            *(grad_video.stride() if need_video_grad else (0,) * 5),
+            *(grad_video.stride() if kernel_video_grad else (0,) * 5),
             dt, dh, dw, max_tiles,
-            PADDING=padding_mode, NEED_VIDEO=need_video_grad, NEED_CENTERS=need_centers_grad,
+            PADDING=padding_mode, NEED_VIDEO=kernel_video_grad, NEED_CENTERS=need_centers_grad,
             BLOCK_W=block_w,
         )
+    if deterministic and grad_out.numel() and t * h * w:
+        _add_video_grad_deterministic(grad_video, grad_out, centers, size, padding_mode)
     # Fixed-order sum of the per-tile partials: the centre gradient is deterministic.
     grad_centers = partials.sum(dim=1).view(n, k, 3) if need_centers_grad else centers.new_empty((0,))
     grad_video = grad_video.to(video.dtype) if need_video_grad else video.new_empty((0,))
     return grad_video, grad_centers
+
+
+def _axis_sources(centers_axis: torch.Tensor, size: int, extent: int, padding_mode: int):
+    """Per tap (lo, hi) of one axis: (input index, weight), each (N, K, size).
+
+    Same math as _kernels._axis_taps/_resolve; a tap reading zero padding gets
+    weight 0 (and a harmless in-range index)."""
+    s = (centers_axis - size * 0.5).clamp(-(size + 2), extent + 1)
+    f = torch.floor(s)
+    frac = (s - f).unsqueeze(-1)
+    index = f.long().unsqueeze(-1) + torch.arange(size, device=centers_axis.device)
+    taps = []
+    for offset, weight in ((0, 1 - frac), (1, frac)):
+        tap = index + offset
+        valid = (tap >= 0) & (tap < extent)
+        weight = weight.expand(tap.shape)
+        if padding_mode == 0:
+            weight = torch.where(valid, weight, torch.zeros_like(weight))
+        taps.append((tap.clamp(0, extent - 1), weight))
+    return taps
+
+
+def _add_video_grad_deterministic(
+    grad_video: torch.Tensor, grad_out: torch.Tensor, centers: torch.Tensor, size: List[int], padding_mode: int
+) -> None:
+    """grad_video (contiguous, accumulation dtype) += the crop's adjoint, in a fixed order.
+
+    Deterministic-mode path: the 8 taps are added one after another with
+    index_add_, which torch.use_deterministic_algorithms makes deterministic on
+    CUDA (and which is sequential on CPU). Costs one (N, K, C, Dt, Dh, Dw) index
+    and value buffer per tap, so it is slower than the atomic kernel."""
+    n, c, t, h, w = grad_video.shape
+    k = centers.shape[1]
+    g = grad_out.to(grad_video.dtype)
+    taps_t = _axis_sources(centers[..., 0], size[0], t, padding_mode)
+    taps_y = _axis_sources(centers[..., 1], size[1], h, padding_mode)
+    taps_x = _axis_sources(centers[..., 2], size[2], w, padding_mode)
+    device = grad_video.device
+    # Flat index of (n, c) for every output voxel: (N, 1, C, 1, 1, 1).
+    base = (torch.arange(n, device=device).view(n, 1, 1) * c + torch.arange(c, device=device).view(1, 1, c))
+    base = base.view(n, 1, c, 1, 1, 1)
+    flat_video = grad_video.view(-1)
+    for it, wt in taps_t:
+        for iy, wy in taps_y:
+            for ix, wx in taps_x:
+                index = ((base * t + it.view(n, k, 1, -1, 1, 1)) * h + iy.view(n, k, 1, 1, -1, 1)) * w + ix.view(
+                    n, k, 1, 1, 1, -1
+                )
+                weight = wt.view(n, k, 1, -1, 1, 1) * wy.view(n, k, 1, 1, -1, 1) * wx.view(n, k, 1, 1, 1, -1)
+                values = g * weight.to(g.dtype)
+                flat_video.index_add_(0, index.expand(values.shape).reshape(-1), values.reshape(-1))
 
 
 def crop_int(
