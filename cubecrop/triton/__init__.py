@@ -10,7 +10,8 @@ crop_cubes, float64 for crop_cubes_int; padding_mode is 0 (zeros) or 1 (border).
 
 GPU tensors run compiled kernels through triton_ops; CPU tensors run the same
 kernels under triton's interpreter, which is what CI tests (no GPU there), and
-only when TRITON_INTERPRET=1 asks for it. Layout of the package: _kernels.py
+only when TRITON_INTERPRET=1 asks for it (which also sends GPU tensors to the
+interpreter, as triton does). Layout of the package: _kernels.py
 (Triton code), _loader.py (interpreted and compiled copies), _launch.py (host
 side), _ops.py (torch.library registration).
 """
@@ -44,10 +45,15 @@ def is_available(device) -> bool:
     return False
 
 
+def _interpreted(device: torch.device) -> bool:
+    # TRITON_INTERPRET=1 interprets GPU tensors too, as triton itself would
+    # (they are copied to the host for each launch).
+    return device.type == "cpu" or os.environ.get("TRITON_INTERPRET") == "1"
+
+
 def crop_cubes(video: torch.Tensor, centers: torch.Tensor, size: List[int], padding_mode: int) -> torch.Tensor:
-    if video.device.type == "cpu":
-        return _ops.interpreted_crop_cubes(video, centers, list(size), padding_mode)
-    return _ops.compiled_crop_cubes(video, centers, list(size), padding_mode)
+    op = _ops.interpreted_crop_cubes if _interpreted(video.device) else _ops.compiled_crop_cubes
+    return op(video, centers, list(size), padding_mode)
 
 
 def crop_cubes_int(
@@ -59,6 +65,6 @@ def crop_cubes_int(
     std: Optional[torch.Tensor],
     out_dtype: torch.dtype,
 ) -> torch.Tensor:
-    op = _ops.interpreted_crop_cubes_int if video.device.type == "cpu" else _ops.compiled_crop_cubes_int
+    op = _ops.interpreted_crop_cubes_int if _interpreted(video.device) else _ops.compiled_crop_cubes_int
     # The integer crop has no gradient (a test-time op): detached, its output never asks for one.
     return op(video.detach(), centers.detach(), list(size), channels_last, mean, std, out_dtype)
