@@ -12,8 +12,13 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <type_traits>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "cubecrop_math.h"
 
@@ -125,6 +130,29 @@ acc_t sum_lanes(const acc_t lanes[kLanes]) {
   acc_t total = 0;
   for (int l = 0; l < kLanes; ++l) total += lanes[l];
   return total;
+}
+
+// A new output tensor. A large CPU allocation is a fresh mmap that the kernel
+// faults in 4 KiB page by page on first touch; for a memory-bound crop those
+// faults cost several times the copy itself (measured here: 33 ms to clone
+// 38 MB, 6 ms to copy it into a touched buffer). Advising transparent huge
+// pages on the 2 MiB-aligned interior before the first touch cuts the faults
+// 512-fold. It is advice only (no-op where THP is off; the same as
+// THP_MEM_ALLOC_ENABLE=1 does for every PyTorch allocation), and the tensor
+// is an ordinary at::empty tensor.
+inline at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  at::Tensor out = at::empty(sizes, options);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHugePage = uintptr_t(2) << 20;
+  const uintptr_t bytes = out.nbytes();
+  if (bytes >= 4 * kHugePage) {
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(out.data_ptr());
+    const uintptr_t lo = (begin + kHugePage - 1) & ~(kHugePage - 1);
+    const uintptr_t hi = (begin + bytes) & ~(kHugePage - 1);
+    if (hi > lo) (void)madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
+  }
+#endif
+  return out;
 }
 
 // Rows per parallel_for chunk: about 32k output values, at least one unit.

@@ -155,7 +155,7 @@ at::Tensor crop_cubes_int_cpu(const at::Tensor& video, const at::Tensor& centers
   }
 
   const at::ScalarType copy_dtype = normalize ? out_dtype : video.scalar_type();
-  at::Tensor out = at::empty({view.n, K, view.c, size.t, size.h, size.w}, video.options().dtype(copy_dtype));
+  at::Tensor out = empty_output({view.n, K, view.c, size.t, size.h, size.w}, video.options().dtype(copy_dtype));
   if (out.numel() == 0) return out.to(out_dtype);
 
   if (normalize) {

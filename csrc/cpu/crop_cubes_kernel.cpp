@@ -106,13 +106,14 @@ void crop_cubes_forward(const at::Tensor& video, const at::Tensor& centers, Cube
   });
 }
 
-// One window row's gradient inputs: up to 4 grad_out rows (t source x y source)
-// with their weight and the weight's derivatives along t and y.
+// One window row's gradient inputs: the 4 grad_out rows (t source x y source)
+// with their weight and the weight's derivatives along t and y. A source
+// outside the cube points at a zero row with zero weights, so the combine
+// loop below is the same branch-free loop for every window row.
 template <typename acc_t>
 struct GradSources {
   const acc_t* rows[4];
   acc_t w[4], dt[4], dy[4];
-  int count = 0;
 };
 
 // h[1 + x] = sum_r w[r] * rows[r][x] for x in [0, width), h[0] = h[width + 1] = 0
@@ -120,22 +121,24 @@ struct GradSources {
 template <typename acc_t>
 void combine_grad_rows(const GradSources<acc_t>& src, int64_t width, bool with_derivatives, acc_t* __restrict__ h,
                        acc_t* __restrict__ h_dt, acc_t* __restrict__ h_dy) {
-  const int64_t len = width + 2;
-  std::fill(h, h + len, acc_t(0));
-  if (with_derivatives) {
-    std::fill(h_dt, h_dt + len, acc_t(0));
-    std::fill(h_dy, h_dy + len, acc_t(0));
+  const acc_t* __restrict__ g0 = src.rows[0];
+  const acc_t* __restrict__ g1 = src.rows[1];
+  const acc_t* __restrict__ g2 = src.rows[2];
+  const acc_t* __restrict__ g3 = src.rows[3];
+  const acc_t w0 = src.w[0], w1 = src.w[1], w2 = src.w[2], w3 = src.w[3];
+  h[0] = h[width + 1] = acc_t(0);
+  if (!with_derivatives) {
+    for (int64_t x = 0; x < width; ++x) h[x + 1] = w0 * g0[x] + w1 * g1[x] + w2 * g2[x] + w3 * g3[x];
+    return;
   }
-  for (int r = 0; r < src.count; ++r) {
-    const acc_t* __restrict__ g = src.rows[r];
-    const acc_t w = src.w[r];
-    for (int64_t x = 0; x < width; ++x) h[x + 1] += w * g[x];
-    if (!with_derivatives) continue;
-    const acc_t dt = src.dt[r], dy = src.dy[r];
-    for (int64_t x = 0; x < width; ++x) {
-      h_dt[x + 1] += dt * g[x];
-      h_dy[x + 1] += dy * g[x];
-    }
+  const acc_t t0 = src.dt[0], t1 = src.dt[1], t2 = src.dt[2], t3 = src.dt[3];
+  const acc_t y0 = src.dy[0], y1 = src.dy[1], y2 = src.dy[2], y3 = src.dy[3];
+  h_dt[0] = h_dt[width + 1] = h_dy[0] = h_dy[width + 1] = acc_t(0);
+  for (int64_t x = 0; x < width; ++x) {
+    const acc_t a = g0[x], b = g1[x], c = g2[x], d = g3[x];
+    h[x + 1] = w0 * a + w1 * b + w2 * c + w3 * d;
+    h_dt[x + 1] = t0 * a + t1 * b + t2 * c + t3 * d;
+    h_dy[x + 1] = y0 * a + y1 * b + y2 * c + y3 * d;
   }
 }
 
@@ -212,6 +215,7 @@ void crop_cubes_backward_kernel(const at::Tensor& grad_out, const at::Tensor& vi
     constexpr bool same_type = std::is_same_v<scalar_t, acc_t>;
     std::vector<acc_t> frame_acc(need_video && !same_type ? H * W : 0);
     std::vector<acc_t> grad_rows(same_type ? 0 : 4 * size.w);
+    const std::vector<acc_t> zero_row(size.w, acc_t(0));
     std::vector<acc_t> work(3 * (size.w + 2) + row_len);
     acc_t* h = work.data();
     acc_t* h_dt = h + (size.w + 2);
@@ -253,16 +257,19 @@ void crop_cubes_backward_kernel(const at::Tensor& grad_out, const at::Tensor& vi
               if (yi < 0) continue;
               GradSources<acc_t> src;
               for (int a = 0; a < 2; ++a) {
-                if (g_planes[a] == nullptr) continue;
                 for (int b = 0; b < 2; ++b) {
+                  const int r = 2 * a + b;
                   const int64_t y_out = jy - b;
-                  if (y_out < 0 || y_out >= size.h) continue;
-                  src.rows[src.count] = as_acc_row<scalar_t, acc_t>(g_planes[a] + y_out * size.w, size.w,
-                                                                    grad_rows.data() + src.count * size.w);
-                  src.w[src.count] = wt[a] * wy[b];
-                  src.dt[src.count] = dwt[a] * wy[b];
-                  src.dy[src.count] = wt[a] * dwy[b];
-                  ++src.count;
+                  if (g_planes[a] == nullptr || y_out < 0 || y_out >= size.h) {
+                    src.rows[r] = zero_row.data();
+                    src.w[r] = src.dt[r] = src.dy[r] = acc_t(0);
+                    continue;
+                  }
+                  src.rows[r] = as_acc_row<scalar_t, acc_t>(g_planes[a] + y_out * size.w, size.w,
+                                                            grad_rows.data() + r * size.w);
+                  src.w[r] = wt[a] * wy[b];
+                  src.dt[r] = dwt[a] * wy[b];
+                  src.dy[r] = wt[a] * dwy[b];
                 }
               }
               combine_grad_rows<acc_t>(src, size.w, need_centers, h, h_dt, h_dy);
@@ -330,7 +337,7 @@ at::Tensor crop_cubes_cpu(const at::Tensor& video, const at::Tensor& centers, c1
   check_crop_inputs(video, centers, padding_mode);
   const CubeSize size = checked_size(size_ref);
   const at::Tensor centers_c = centers.contiguous();
-  at::Tensor out = at::empty({video.size(0), centers.size(1), video.size(1), size.t, size.h, size.w}, video.options());
+  at::Tensor out = empty_output({video.size(0), centers.size(1), video.size(1), size.t, size.h, size.w}, video.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, video.scalar_type(), "crop_cubes_cpu", [&] {
     crop_cubes_forward<scalar_t>(video, centers_c, size, padding_mode, out);
@@ -351,7 +358,7 @@ std::tuple<at::Tensor, at::Tensor> crop_cubes_backward_cpu(const at::Tensor& gra
   TORCH_CHECK(grad_out.scalar_type() == video.scalar_type(), "grad_out must have the video's dtype ",
               video.scalar_type(), ", got ", grad_out.scalar_type());
 
-  at::Tensor grad_video = need_video_grad ? at::empty(video.sizes(), video.options().memory_format(at::MemoryFormat::Contiguous))
+  at::Tensor grad_video = need_video_grad ? empty_output(video.sizes(), video.options().memory_format(at::MemoryFormat::Contiguous))
                                           : at::empty({0}, video.options());
   at::Tensor grad_centers = need_centers_grad ? at::empty(centers.sizes(), centers.options().memory_format(at::MemoryFormat::Contiguous))
                                               : at::empty({0}, centers.options());
