@@ -194,7 +194,7 @@ class AdaFocusV3(nn.Module):
 
         out_logits = logits0.new_empty(b, logits0.shape[1])
         exit_index = torch.full((b,), m, dtype=torch.long, device=video.device)
-        centres = glance.new_zeros(b, m, 3)
+        centres = torch.zeros(b, m, 3, device=video.device)
         stops = early_exit.exit_mask(logits0, eta[0], last=m == 0)
         out_logits[stops] = logits0[stops]
         exit_index[stops] = 0

@@ -1,0 +1,144 @@
+"""Early-exit thresholds for a GFLOPs budget (paper Eq. 7), MSDNet's budgeted procedure.
+
+From stored per-exit logits on a held-out split: for an exit-proportion law
+p_k proportional to q^k, walk the exits in order and let the n_k = floor(N p_k)
+lowest-entropy videos still running stop at exit k (threshold eta_k halfway
+between the last video that stops and the first that goes on, so tiny numerical
+differences between the batched and the offline run do not move the boundary).
+Each q gives one (GFLOPs, accuracy) point; for a budget B the thresholds are
+those of the most accurate point whose GFLOPs on this data are <= B. No retraining:
+the whole accuracy-vs-GFLOPs curve comes from the same logits.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from adafocus import early_exit
+
+# Geometric-law parameters tried: from "almost everyone stops at the glance" to "almost nobody stops early".
+DEFAULT_Q = torch.logspace(-3, 3, 241, dtype=torch.float64)
+
+
+def average_precision(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean over classes with at least one positive of the average precision. scores/labels (N, classes)."""
+    order = scores.float().argsort(dim=0, descending=True)
+    hits = labels.float().gather(0, order)
+    ranks = torch.arange(1, scores.shape[0] + 1, dtype=torch.float32).unsqueeze(1)
+    precision = hits.cumsum(0) / ranks
+    positives = hits.sum(0)
+    valid = positives > 0
+    ap = (precision * hits).sum(0)[valid] / positives[valid]
+    return ap.mean() if ap.numel() else torch.tensor(0.0)
+
+
+def score(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy for class indices (N,); mAP for multi-hot labels (N, classes)."""
+    logits, labels = logits.cpu(), labels.cpu()
+    if labels.dim() == 1:
+        return float((logits.argmax(-1) == labels).float().mean())
+    return float(average_precision(logits, labels))
+
+
+def _check(exit_logits: torch.Tensor, labels: torch.Tensor, gflops_per_exit) -> torch.Tensor:
+    if exit_logits.dim() != 3:
+        raise ValueError(f"exit_logits must be (exits, videos, classes), got {tuple(exit_logits.shape)}")
+    if labels.shape[0] != exit_logits.shape[1]:
+        raise ValueError(f"labels has {labels.shape[0]} videos, exit_logits {exit_logits.shape[1]}")
+    cost = torch.as_tensor(gflops_per_exit, dtype=torch.float64).flatten()
+    if cost.numel() != exit_logits.shape[0]:
+        raise ValueError(f"gflops_per_exit must have one value per exit ({exit_logits.shape[0]}), got {cost.numel()}")
+    if bool((cost[1:] < cost[:-1]).any()):
+        raise ValueError(f"gflops_per_exit must be cumulative (non-decreasing), got {cost.tolist()}")
+    return cost
+
+
+def geometric_thresholds(entropies: torch.Tensor, q: float) -> torch.Tensor:
+    """MSDNet's greedy thresholds for exit proportions proportional to q^k. entropies (E, N) -> eta (E,)."""
+    num_exits, n = entropies.shape
+    weights = torch.tensor([q**k for k in range(num_exits)], dtype=torch.float64)
+    counts = torch.floor(n * weights / weights.sum()).long()
+    eta = torch.empty(num_exits, dtype=torch.float32)
+    eta[-1] = float("inf")
+    running = torch.ones(n, dtype=torch.bool)
+    for k in range(num_exits - 1):
+        values = entropies[k][running].sort().values
+        take = int(counts[k])
+        if take <= 0:
+            eta[k] = float("-inf")
+        elif take >= values.numel():
+            eta[k] = float("inf")
+        else:
+            eta[k] = (values[take - 1] + values[take]) / 2
+        running &= ~(entropies[k] <= eta[k])
+    return eta
+
+
+def _candidates(entropies: torch.Tensor, qs: Sequence[float]) -> List[torch.Tensor]:
+    num_exits = entropies.shape[0]
+    out = [geometric_thresholds(entropies, float(q)) for q in qs]
+    # "Everyone stops at exit k", the ends of the curve.
+    for k in range(num_exits):
+        eta = torch.full((num_exits,), float("-inf"))
+        eta[k:] = float("inf")
+        out.append(eta)
+    return out
+
+
+def _evaluate(exit_logits, labels, cost, thresholds) -> Dict:
+    picked, exit_index, gflops = early_exit.simulate(exit_logits, thresholds, cost)
+    return {
+        "gflops": float(gflops.mean()),
+        "accuracy": score(picked, labels),
+        "thresholds": thresholds,
+        "exit_fractions": torch.bincount(exit_index, minlength=len(cost)).double().div(len(exit_index)).tolist(),
+    }
+
+
+def _operating_points(exit_logits, labels, cost, qs) -> List[Dict]:
+    entropies = torch.stack([early_exit.entropy(logits).cpu() for logits in exit_logits])
+    return [_evaluate(exit_logits, labels, cost, eta) for eta in _candidates(entropies, qs)]
+
+
+def _best_within(points: List[Dict], budget: float) -> Optional[Dict]:
+    # A relative slack of 1e-9 absorbs the rounding of a mean of identical costs.
+    feasible = [p for p in points if p["gflops"] <= budget * (1 + 1e-9)]
+    if not feasible:
+        return None
+    return max(feasible, key=lambda p: (p["accuracy"], -p["gflops"]))
+
+
+def solve_thresholds(
+    exit_logits: torch.Tensor, labels: torch.Tensor, gflops_per_exit, budget: float, qs: Sequence[float] = DEFAULT_Q
+) -> torch.Tensor:
+    """Entropy thresholds eta (E,) maximising accuracy (mAP for multi-hot labels) with mean GMACs <= budget
+    on this data. exit_logits (E, N, classes); labels (N,) or (N, classes); gflops_per_exit (E,) cumulative."""
+    cost = _check(exit_logits, labels, gflops_per_exit)
+    if budget < float(cost[0]):
+        raise ValueError(f"budget {budget} GFLOPs is below the cost of the first exit ({float(cost[0]):.4g})")
+    best = _best_within(_operating_points(exit_logits, labels, cost, qs), budget)
+    return best["thresholds"]
+
+
+def budget_curve(
+    exit_logits: torch.Tensor,
+    labels: torch.Tensor,
+    gflops_per_exit,
+    budgets: Optional[Sequence[float]] = None,
+    qs: Sequence[float] = DEFAULT_Q,
+) -> List[Dict]:
+    """Accuracy vs GFLOPs: one dict per budget with keys budget, gflops (achieved mean), accuracy
+    (top-1, or mAP for multi-hot labels), thresholds (list), exit_fractions. Default budgets: 20
+    evenly spaced from the first exit's cost to the last's."""
+    cost = _check(exit_logits, labels, gflops_per_exit)
+    if budgets is None:
+        budgets = torch.linspace(float(cost[0]), float(cost[-1]), 20).tolist()
+    points = _operating_points(exit_logits, labels, cost, qs)
+    curve = []
+    for budget in budgets:
+        best = _best_within(points, float(budget))
+        if best is None:
+            raise ValueError(f"budget {budget} GFLOPs is below the cost of the first exit ({float(cost[0]):.4g})")
+        curve.append({**best, "budget": float(budget), "thresholds": best["thresholds"].tolist()})
+    return curve

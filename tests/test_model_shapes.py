@@ -1,0 +1,192 @@
+"""AdaFocusV3 model: shapes for both paper settings (tiny backbones), config, TSM, autocast, state dicts."""
+import io
+
+import pytest
+import torch
+
+from adafocus.backbones import build_backbone
+from adafocus.model import AdaFocusV3, FullVideoBaseline
+from adafocus.model_config import ModelConfig
+from adafocus.tsm import TemporalShift, insert_temporal_shift, set_segments, temporal_shift
+
+TINY = dict(glance_backbone="tiny", local_backbone="tiny", policy_channels=16, glance_resolution=16)
+
+
+def paper_like(setting: str, **overrides) -> ModelConfig:
+    """The paper setting's structure (G, M, Dt, TSM) with tiny backbones and small frames."""
+    if setting == "paper_tsm":  # 8 glance frames, M = 2 cubes of Dt = 12 frames, TSM in both encoders
+        return ModelConfig.preset("paper_tsm", **TINY, cube_size=(12, 16, 16), num_classes=7, **overrides)
+    # 16 glance frames, M = 18 frame-wise cubes
+    return ModelConfig.preset("paper_long", **TINY, cube_size=(1, 16, 16), num_classes=7, **overrides)
+
+
+@pytest.mark.parametrize("setting, frames", [("paper_tsm", 16), ("paper_long", 20)])
+@pytest.mark.parametrize("mode", ["deep_feature", "pixel", "random"])
+def test_forward_shapes_and_centres_inside(setting, frames, mode):
+    torch.manual_seed(0)
+    config = paper_like(setting)
+    model = AdaFocusV3(config)
+    video = torch.randn(2, 3, frames, 32, 40)
+    out = model(video, mode=mode)
+    assert len(out.logits) == config.num_cubes + 1
+    assert all(logits.shape == (2, 7) for logits in out.logits)
+    assert out.centers.shape == (2, config.num_cubes, 3)
+    cube = torch.tensor(config.cube_size, dtype=torch.float32)
+    extent = torch.tensor([frames, 32, 40], dtype=torch.float32)
+    assert bool((out.centers >= cube / 2 - 1e-5).all()) and bool((out.centers <= extent - cube / 2 + 1e-5).all())
+    target = torch.zeros(2, 7).index_fill_(1, torch.tensor([1, 3]), 1.0) if config.multi_label else torch.tensor([1, 3])
+    loss = model.loss(out, target)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    loss.backward()
+
+
+@pytest.mark.parametrize("setting, frames", [("paper_tsm", 16), ("paper_long", 20)])
+def test_infer_shapes(setting, frames):
+    torch.manual_seed(0)
+    config = paper_like(setting)
+    model = AdaFocusV3(config).eval()
+    video = torch.randn(3, 3, frames, 32, 40)
+    result = model.infer(video, return_all_exits=True)
+    assert result.logits.shape == (3, 7)
+    assert result.all_logits.shape == (config.num_cubes + 1, 3, 7)
+    assert result.exit_index.tolist() == [config.num_cubes] * 3  # default thresholds: no early exit
+    assert result.gflops.shape == (3,)
+    assert result.centers.shape == (3, config.num_cubes, 3)
+
+
+def test_loss_is_sum_of_per_exit_cross_entropies():
+    torch.manual_seed(0)
+    model = AdaFocusV3(ModelConfig.preset("tiny", num_cubes=2))
+    out = model(torch.randn(2, 3, 8, 48, 48))
+    target = torch.tensor([4, 9])
+    expected = sum(torch.nn.functional.cross_entropy(logits, target) for logits in out.logits)
+    torch.testing.assert_close(model.loss(out, target), expected)
+
+
+def test_multi_label_loss_is_bce():
+    torch.manual_seed(0)
+    model = AdaFocusV3(ModelConfig.preset("tiny", num_cubes=1, multi_label=True))
+    out = model(torch.randn(2, 3, 8, 48, 48))
+    target = torch.tensor([[0, 1, 1, 0, 0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0, 0, 0, 0]], dtype=torch.float32)
+    expected = sum(torch.nn.functional.binary_cross_entropy_with_logits(l, target) for l in out.logits)
+    torch.testing.assert_close(model.loss(out, target), expected)
+
+
+def test_config_round_trip_and_errors():
+    config = ModelConfig.preset("paper_tsm", num_classes=5)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    assert config.cube_size == (12, 128, 128) and config.glance_tsm and config.local_tsm
+    with pytest.raises(ValueError, match="mode"):
+        ModelConfig(mode="pixels")
+    with pytest.raises(ValueError, match="unknown ModelConfig fields"):
+        ModelConfig.from_dict({"cubes": 3})
+    with pytest.raises(ValueError, match="unknown preset"):
+        ModelConfig.preset("huge")
+    with pytest.raises(ValueError, match="multiples of the local backbone's stride"):
+        AdaFocusV3(ModelConfig(cube_size=(1, 30, 32)))
+    model = AdaFocusV3(ModelConfig.preset("tiny"))
+    with pytest.raises(ValueError, match="5-D"):
+        model(torch.randn(3, 8, 48, 48))
+    with pytest.raises(ValueError, match="does not fit"):
+        model(torch.randn(1, 3, 8, 24, 24))
+
+
+def test_temporal_shift_moves_one_fold_each_way():
+    x = torch.arange(2 * 4 * 8, dtype=torch.float32).view(2 * 4, 8, 1, 1)  # 2 clips of 4 frames, 8 channels
+    y = temporal_shift(x, segments=4, fold_div=8).view(2, 4, 8)
+    x = x.view(2, 4, 8)
+    torch.testing.assert_close(y[:, :-1, 0], x[:, 1:, 0])  # channel 0 from the next frame
+    assert bool((y[:, -1, 0] == 0).all())
+    torch.testing.assert_close(y[:, 1:, 1], x[:, :-1, 1])  # channel 1 from the previous frame
+    assert bool((y[:, 0, 1] == 0).all())
+    torch.testing.assert_close(y[:, :, 2:], x[:, :, 2:])
+    with pytest.raises(ValueError, match="clips of 3"):
+        temporal_shift(torch.zeros(8, 8, 1, 1), segments=3)
+
+
+@pytest.mark.parametrize("name", ["tiny", "resnet18", "mobilenet_v2"])
+def test_tsm_wraps_residual_branches_and_mixes_frames(name):
+    with torch.device("meta"):
+        meta = build_backbone(name)
+    assert insert_temporal_shift(meta.body) > 0
+    backbone = build_backbone("tiny", tiny_channels=(8, 8), tiny_stride=2)
+    insert_temporal_shift(backbone.body)
+    assert any(isinstance(m, TemporalShift) for m in backbone.modules())
+    backbone.eval()
+    frames = torch.randn(4, 3, 8, 8)
+    set_segments(backbone, 4)
+    base = backbone(frames)
+    changed = frames.clone()
+    changed[3] += 1.0  # the last frame changes: with TSM its neighbour's output changes too
+    assert not torch.allclose(backbone(changed)[2], base[2])
+    set_segments(backbone, 1)  # every frame its own clip: no mixing
+    torch.testing.assert_close(backbone(changed)[2], backbone(frames)[2])
+
+
+def test_autocast_bf16_forward_backward():
+    torch.manual_seed(0)
+    model = AdaFocusV3(ModelConfig.preset("tiny", num_cubes=2, local_tiny_channels=(8, 8, 16)))
+    video = torch.randn(2, 3, 4, 40, 40)
+    for mode in ("deep_feature", "pixel"):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(video, mode=mode)
+            loss = model.loss(out, torch.tensor([1, 2]))
+        assert torch.isfinite(loss)
+        model.zero_grad()
+        loss.backward()
+        assert model.policy.head.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        result = model.infer(video)
+    assert result.logits.shape == (2, 10)
+
+
+def test_state_dict_round_trip_reproduces_outputs():
+    torch.manual_seed(0)
+    config = ModelConfig.preset("tiny", num_cubes=3, glance_tsm=True, local_tsm=True, cube_size=(2, 32, 32))
+    model = AdaFocusV3(config)
+    video = torch.randn(2, 3, 8, 48, 48)
+    model(video)  # one training step's BN statistics update, so the buffers are not their defaults
+    model.eval()
+    model.set_thresholds([0.5, 1.0, 1.5, 0.0])
+    buffer = io.BytesIO()
+    torch.save({"config": config.to_dict(), "model": model.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    torch.manual_seed(1)
+    restored = AdaFocusV3(ModelConfig.from_dict(saved["config"]))
+    restored.load_state_dict(saved["model"])
+    restored.eval()
+    torch.testing.assert_close(restored.exit_thresholds, model.exit_thresholds)
+    for a, b in zip(model(video).logits, restored(video).logits):
+        torch.testing.assert_close(a, b)
+    first, second = model.infer(video), restored.infer(video)
+    torch.testing.assert_close(first.logits, second.logits)
+    assert torch.equal(first.exit_index, second.exit_index)
+
+
+def test_full_video_baseline():
+    torch.manual_seed(0)
+    config = ModelConfig.preset("tiny")
+    baseline = FullVideoBaseline(config)
+    video = torch.randn(2, 3, 8, 48, 48)
+    logits = baseline(video)
+    assert logits.shape == (2, 10)
+    baseline.loss(logits, torch.tensor([0, 1])).backward()
+    assert baseline.local.encoder.backbone.body.stages[0][0].weight.grad is not None
+    model = AdaFocusV3(config)
+    # fL on every full frame costs more than fL on M cubes.
+    assert baseline.gflops(video.shape) > model.gflops_per_exit(video.shape)[-1]
+
+
+def test_local_weights_load_from_a_file(tmp_path):
+    source = build_backbone("resnet18")
+    path = tmp_path / "r18.pth"
+    state = {f"module.{k}": v for k, v in source.body.state_dict().items()}
+    state["module.fc.weight"] = torch.zeros(3, 512)  # a classifier entry the trunk ignores
+    torch.save({"state_dict": state}, path)
+    loaded = build_backbone("resnet18", weights=str(path))
+    torch.testing.assert_close(loaded.body.layer4[1].conv2.weight, source.body.layer4[1].conv2.weight)
+    torch.save({"conv1.weight": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match="lacks"):
+        build_backbone("resnet18", weights=str(path))
