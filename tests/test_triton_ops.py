@@ -12,6 +12,7 @@ cases are sized to a few dozen programs each while still spanning several row
 and column tiles (the interpreted copy uses TILE=256, BLOCK_W <= 16).
 """
 import os
+import types
 
 import torch
 
@@ -27,6 +28,7 @@ import cubecrop  # noqa: E402
 import cubecrop.triton as triton_backend  # noqa: E402
 from cubecrop import reference  # noqa: E402
 from cubecrop._flops import crop_backward_flops, crop_forward_flops, crop_int_flops  # noqa: E402
+from cubecrop.triton import _launch  # noqa: E402
 from cubecrop.triton._loader import load_kernels  # noqa: E402
 from conftest import CENTER_GRAD_TOLERANCES, TOLERANCES, assert_matches, deterministic_guard, reference_crop  # noqa: E402
 from op_inputs import make_centers, make_video, overlapping_centers  # noqa: E402
@@ -79,6 +81,8 @@ def check_crop(video, centers, size, padding_mode, grad_out_layout="contiguous")
     out = cubecrop.crop_cubes(v, ctr, size, padding_mode, backend="triton")
     grad_video, grad_centers = torch.autograd.grad(out, (v, ctr), grad_out)
     want, want_video, want_centers = reference_crop(video, centers, size, padding_mode, grad_out)
+    # Guard against a vacuous case (every cube outside the video).
+    assert want.abs().max() > 0 and want_centers.abs().max() > 0, "degenerate test case"
     assert out.dtype == dtype and out.device == video.device and out.is_contiguous()
     tol = TOLERANCES[dtype]
     assert_matches(out, want, tol, f"values {dtype} {padding_mode}")
@@ -196,6 +200,37 @@ def test_empty_inputs(device):
     assert crop(video, no_cubes, [1, 2, 2], 0).shape == (2, 0, 1, 1, 2, 2)
     grad_video, grad_centers = backward(torch.zeros(2, 0, 1, 1, 2, 2, device=device), video, no_cubes, [1, 2, 2], 0, True, True)
     assert grad_video.shape == video.shape and not grad_video.any() and grad_centers.shape == (2, 0, 3)
+
+
+def test_autotuned_backward_resets_its_accumulators():
+    # On a GPU the backward kernel is autotuned: every config is benchmarked on the
+    # real buffers before the real run. Replays that here with two tile sizes and a
+    # scripted do_bench that picks the larger tile (the interpreter has no timer):
+    # without the reset list the video gradient would count every benchmark run,
+    # and the centre gradient would keep the small-tile run's extra partials.
+    if not triton_backend.is_available("cpu"):
+        pytest.skip("Triton cannot run on cpu here (set TRITON_INTERPRET=1)")
+    import triton
+
+    interpreted = load_kernels(True)
+    timings = iter([2.0, 1.0])  # config order: TILE=64, then TILE=256 (chosen)
+    tuned = triton.autotune(
+        configs=[triton.Config({"TILE": 64}), triton.Config({"TILE": 256})],
+        key=interpreted.AUTOTUNE_KEY,
+        reset_to_zero=interpreted.BACKWARD_RESET_TO_ZERO,
+        do_bench=lambda kernel_call, quantiles: (kernel_call(), next(timings))[1],
+    )(interpreted.crop_backward_kernel.fn)
+    kernels = types.SimpleNamespace(**{**vars(interpreted), "crop_backward_kernel": tuned, "MIN_TILE": 64})
+    video, centers, size = crop_case(
+        "cpu", torch.float64, seed=11, shape=(1, 2, 4, 6, 21), k=2, size=(2, 4, 18), placement="inside"
+    )
+    grad_out = torch.randn(1, 2, 2, *size, dtype=torch.float64)
+    got = _launch.crop_backward(kernels, lambda kernel: kernel, grad_out, video, centers, size, 0, True, True)
+    assert tuned.best_config.kwargs["TILE"] == 256
+    _, want_video, want_centers = reference_crop(video, centers, size, "zeros", grad_out)
+    assert_matches(got[0], want_video, TOLERANCES[torch.float64], "grad video after autotuning")
+    assert want_centers.abs().min() > 0, "degenerate case: every centre gradient component must be non-zero"
+    assert_matches(got[1], want_centers, TOLERANCES[torch.float64], "grad centers after autotuning")
 
 
 # --- crop_cubes_int -------------------------------------------------------------------

@@ -42,6 +42,12 @@ else:
 MIN_TILE = min(config.kwargs["TILE"] for config in CONFIGS)
 # Tile sizes depend on the extents of the cube, not on the video.
 AUTOTUNE_KEY = ["C", "Dt", "Dh", "Dw"]
+# Buffers the backward kernel does not overwrite whole, so the autotuner must
+# zero them before each benchmark run and before the real run: the video
+# gradient accumulates (benchmark runs would add up), and a config with larger
+# tiles writes fewer partials slots (slots of a smaller-tile benchmark run
+# would otherwise stay in the sum).
+BACKWARD_RESET_TO_ZERO = ["grad_video_ptr", "partials_ptr"]
 
 
 @triton.jit
@@ -182,7 +188,7 @@ def crop_forward_kernel(
     tl.store(out, value.to(out_ptr.dtype.element_ty), mask=in_tile)
 
 
-@triton.autotune(configs=CONFIGS, key=AUTOTUNE_KEY, reset_to_zero=["grad_video_ptr"])
+@triton.autotune(configs=CONFIGS, key=AUTOTUNE_KEY, reset_to_zero=BACKWARD_RESET_TO_ZERO)
 @triton.jit
 def crop_backward_kernel(
     grad_out_ptr, video_ptr, centers_ptr, grad_video_ptr, partials_ptr,
@@ -200,9 +206,10 @@ def crop_backward_kernel(
     grad_video (accumulation dtype, zeroed, strides sgv_*): each output voxel
     scatters grad * w to its 8 taps with atomic adds (taps of neighbouring
     voxels and of overlapping cubes coincide).
-    partials (N*K, max_tiles, 3), zeroed: this tile's share of the centre
-    gradient, sum over its voxels of grad * d out / d (t, y, x). The caller sums
-    over tiles in a fixed order, so the centre gradient needs no atomics."""
+    partials (N*K, max_tiles, 3), zeroed: slot (cube, tile) gets this tile's
+    share of the centre gradient, sum over its voxels of grad * d out / d (t, y, x);
+    max_tiles is the tile count at MIN_TILE, so larger tiles leave slots at 0.
+    The caller sums over tiles in a fixed order: the centre gradient needs no atomics."""
     BLOCK_R: tl.constexpr = TILE // BLOCK_W
     cube, tile, r, col, row_ok, col_ok, c, i, j = _tile_coords(
         tl.program_id(0), C, Dt, Dh, Dw, BLOCK_R, BLOCK_W)
