@@ -19,6 +19,10 @@ def meta_copy(module: nn.Module) -> nn.Module:
     """An eval-mode copy of `module` on the meta device (no memory for weights, no compute)."""
     with torch.device("meta"):
         duplicate = copy.deepcopy(module)
+    # Hooks the caller put on the real module (profilers, feature taps) must not see the counting run.
+    for sub in duplicate.modules():
+        for hooks in (sub._forward_hooks, sub._forward_pre_hooks, sub._backward_hooks, sub._backward_pre_hooks):
+            hooks.clear()
     return duplicate.to("meta").eval()
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 
 from adafocus import early_exit
 
 # Geometric-law parameters tried: from "almost everyone stops at the glance" to "almost nobody stops early".
-DEFAULT_Q = torch.logspace(-3, 3, 241, dtype=torch.float64)
+DEFAULT_Q = torch.logspace(-3, 3, 161, dtype=torch.float64).tolist()
 
 
 def average_precision(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -56,23 +57,24 @@ def _check(exit_logits: torch.Tensor, labels: torch.Tensor, gflops_per_exit) -> 
 
 def geometric_thresholds(entropies: torch.Tensor, q: float) -> torch.Tensor:
     """MSDNet's greedy thresholds for exit proportions proportional to q^k. entropies (E, N) -> eta (E,)."""
-    num_exits, n = entropies.shape
-    weights = torch.tensor([q**k for k in range(num_exits)], dtype=torch.float64)
-    counts = torch.floor(n * weights / weights.sum()).long()
-    eta = torch.empty(num_exits, dtype=torch.float32)
-    eta[-1] = float("inf")
-    running = torch.ones(n, dtype=torch.bool)
+    values = entropies.float().cpu().numpy()  # small loops: numpy avoids per-op torch overhead
+    num_exits, n = values.shape
+    weights = np.array([q**k for k in range(num_exits)], dtype=np.float64)
+    counts = np.floor(n * weights / weights.sum()).astype(np.int64)
+    eta = np.empty(num_exits, dtype=np.float32)
+    eta[-1] = np.inf
+    running = np.ones(n, dtype=bool)
     for k in range(num_exits - 1):
-        values = entropies[k][running].sort().values
+        remaining = np.sort(values[k][running])
         take = int(counts[k])
         if take <= 0:
-            eta[k] = float("-inf")
-        elif take >= values.numel():
-            eta[k] = float("inf")
+            eta[k] = -np.inf
+        elif take >= remaining.size:
+            eta[k] = np.inf
         else:
-            eta[k] = (values[take - 1] + values[take]) / 2
-        running &= ~(entropies[k] <= eta[k])
-    return eta
+            eta[k] = (remaining[take - 1] + remaining[take]) / np.float32(2)
+        running &= ~(values[k] <= eta[k])
+    return torch.from_numpy(eta)
 
 
 def _candidates(entropies: torch.Tensor, qs: Sequence[float]) -> List[torch.Tensor]:
@@ -86,19 +88,40 @@ def _candidates(entropies: torch.Tensor, qs: Sequence[float]) -> List[torch.Tens
     return out
 
 
-def _evaluate(exit_logits, labels, cost, thresholds) -> Dict:
-    picked, exit_index, gflops = early_exit.simulate(exit_logits, thresholds, cost)
-    return {
-        "gflops": float(gflops.mean()),
-        "accuracy": score(picked, labels),
-        "thresholds": thresholds,
-        "exit_fractions": torch.bincount(exit_index, minlength=len(cost)).double().div(len(exit_index)).tolist(),
-    }
+def _exit_indices(entropies: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """The exit each video takes: the first k with entropy <= eta_k, else the last (as early_exit.simulate)."""
+    stops = entropies <= thresholds.view(-1, 1)
+    stops[-1] = True
+    return stops.int().argmax(dim=0)  # first True
 
 
 def _operating_points(exit_logits, labels, cost, qs) -> List[Dict]:
+    """(GFLOPs, accuracy) of each candidate threshold set, evaluated from precomputed entropies."""
     entropies = torch.stack([early_exit.entropy(logits).cpu() for logits in exit_logits])
-    return [_evaluate(exit_logits, labels, cost, eta) for eta in _candidates(entropies, qs)]
+    logits = exit_logits.cpu()
+    labels = labels.cpu()
+    correct = (logits.argmax(-1) == labels.unsqueeze(0)).float() if labels.dim() == 1 else None
+    points, seen = [], set()
+    for eta in _candidates(entropies, qs):
+        key = tuple(eta.tolist())
+        if key in seen:
+            continue
+        seen.add(key)
+        exit_index = _exit_indices(entropies, eta)
+        if correct is not None:
+            accuracy = float(correct.gather(0, exit_index.view(1, -1)).mean())
+        else:
+            picked = logits.gather(0, exit_index.view(1, -1, 1).expand(1, -1, logits.shape[2]))[0]
+            accuracy = float(average_precision(picked, labels))
+        points.append(
+            {
+                "gflops": float(cost[exit_index].mean()),
+                "accuracy": accuracy,
+                "thresholds": eta,
+                "exit_fractions": torch.bincount(exit_index, minlength=len(cost)).double().div(len(exit_index)).tolist(),
+            }
+        )
+    return points
 
 
 def _best_within(points: List[Dict], budget: float) -> Optional[Dict]:

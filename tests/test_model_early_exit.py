@@ -1,0 +1,125 @@
+"""Batched early exit = offline simulation; compaction; frame de-duplication of frame-wise cubes."""
+import pytest
+import torch
+
+import cubecrop
+from adafocus import early_exit
+from adafocus.model import AdaFocusV3
+from adafocus.model_config import ModelConfig
+from adafocus.thresholds import solve_thresholds
+
+
+def spread_model(**overrides) -> AdaFocusV3:
+    """An untrained tiny model whose exit heads are scaled up, so entropies differ a lot between videos."""
+    torch.manual_seed(0)
+    config = ModelConfig.preset("tiny", num_cubes=3, policy_channels=16, local_tiny_channels=(8, 16, 16), **overrides)
+    model = AdaFocusV3(config).eval()
+    with torch.no_grad():
+        for head in model.classifier.heads:
+            head.weight.mul_(40)
+    return model
+
+
+def test_batched_early_exit_matches_offline_simulation():
+    model = spread_model()
+    video = torch.randn(16, 3, 8, 48, 48)
+    labels = torch.randint(0, 10, (16,))
+    full = model.infer(video, return_all_exits=True)
+    cost = model.gflops_per_exit(video.shape)
+    thresholds = solve_thresholds(full.all_logits, labels, cost, budget=(cost[0] + cost[-1]) / 2)
+    expected_logits, expected_exit, expected_gflops = early_exit.simulate(full.all_logits, thresholds, cost)
+    assert len(set(expected_exit.tolist())) >= 2, "the thresholds should split the videos over several exits"
+
+    batched = model.infer(video, thresholds=thresholds)
+    assert torch.equal(batched.exit_index, expected_exit)
+    torch.testing.assert_close(batched.logits, expected_logits, rtol=1e-4, atol=1e-4)
+    assert torch.equal(batched.logits.argmax(1), expected_logits.argmax(1))
+    torch.testing.assert_close(batched.gflops, expected_gflops)
+    # return_all_exits applies the same thresholds offline.
+    again = model.infer(video, thresholds=thresholds, return_all_exits=True)
+    assert torch.equal(again.exit_index, expected_exit)
+    # Thresholds stored in the model are the default.
+    model.set_thresholds(thresholds)
+    assert torch.equal(model.infer(video).exit_index, expected_exit)
+
+
+def test_each_stage_runs_only_on_the_videos_still_running():
+    model = spread_model()
+    video = torch.randn(16, 3, 8, 48, 48)
+    full = model.infer(video, return_all_exits=True)
+    entropies = torch.stack([early_exit.entropy(l) for l in full.all_logits])
+    thresholds = entropies.median(dim=1).values  # about half of the running videos stop at each exit
+    thresholds[-1] = float("inf")
+    batch_sizes = []
+    hook = model.local.encoder.register_forward_hook(lambda module, args, out: batch_sizes.append(args[0].shape[0]))
+    result = model.infer(video, thresholds=thresholds)
+    hook.remove()
+    running = [int((result.exit_index >= t).sum()) for t in range(1, model.num_exits)]
+    assert batch_sizes == [n for n in running if n > 0]
+    assert running[0] < 16 and batch_sizes[-1] < batch_sizes[0]
+
+
+def test_deduplicate_frames_never_repeats_and_moves_to_the_nearest_free_frame():
+    generator = torch.Generator().manual_seed(0)
+    for num_frames, cubes in [(8, 8), (16, 5), (5, 3), (18, 18)]:
+        frames = torch.randint(0, num_frames, (200, cubes), generator=generator)
+        frames[:50] = frames[:50, :1]  # many rows with every cube on one frame
+        out = early_exit.deduplicate_frames(frames, num_frames)
+        for row_in, row_out in zip(frames.tolist(), out.tolist()):
+            assert len(set(row_out)) == cubes
+            used = set()
+            for wanted, got in zip(row_in, row_out):
+                free = [f for f in range(num_frames) if f not in used]
+                best = min(abs(f - wanted) for f in free)
+                assert abs(got - wanted) == best and got in free
+                if wanted not in used:
+                    assert got == wanted
+                used.add(got)
+
+
+def test_frame_of_centre_matches_the_integer_crop():
+    video = torch.arange(10, dtype=torch.float32).view(1, 1, 10, 1, 1).expand(1, 1, 10, 2, 2).contiguous()
+    centres_t = torch.tensor([0.0, 0.49, 0.5, 3.99, 4.5, 9.99, 10.0])
+    for dt in (1, 3):
+        centres = torch.stack((centres_t, torch.ones(7), torch.ones(7)), dim=1).unsqueeze(0)
+        cubes = cubecrop.crop_cubes_int(video, centres, (dt, 2, 2))
+        first = cubes[0, :, 0, 0, 0, 0].long()
+        assert torch.equal(first, early_exit.frame_of_centre(centres_t, dt, 10))
+
+
+def test_inference_never_processes_a_frame_twice():
+    torch.manual_seed(0)
+    config = ModelConfig.preset("tiny", num_cubes=6, cube_size=(1, 16, 16), policy_channels=8)
+    model = AdaFocusV3(config).eval()
+    with torch.no_grad():  # uniform heat maps: the policy puts every cube on the same frame
+        model.policy.head.weight.zero_()
+        model.policy.head.bias.zero_()
+    video = torch.randn(3, 3, 8, 32, 32)
+    cubes = []
+    hook = model.local.encoder.register_forward_hook(lambda module, args, out: cubes.append(args[0].clone()))
+    result = model.infer(video)
+    hook.remove()
+    raw = model.policy(model.glance(video), (8, 32, 32))
+    assert len(set(early_exit.frame_of_centre(raw[..., 0], 1, 8).flatten().tolist())) == 1
+    frames = early_exit.frame_of_centre(result.centers[..., 0], 1, 8)
+    for b in range(3):
+        assert len(set(frames[b].tolist())) == 6
+        for t in range(6):
+            # The cube fL saw is frame `frames[b, t]` of video b: matched by content against every frame.
+            seen = cubes[t][b, :, 0]
+            matches = [f for f in range(8) if torch.equal(seen, video[b, :, f, 8:24, 8:24])]
+            assert matches == [int(frames[b, t])]
+
+
+def test_simulate_by_hand():
+    confident = torch.tensor([[10.0, 0.0], [0.0, 10.0]])
+    unsure = torch.tensor([[0.1, 0.0], [0.0, 0.1]])
+    # Video 0 is confident at exit 0; video 1 only at exit 2.
+    exit_logits = torch.stack([torch.stack([confident[0], unsure[1]]), torch.stack([unsure[0], unsure[1]]),
+                               torch.stack([unsure[0], confident[1]])])
+    picked, exit_index, gflops = early_exit.simulate(exit_logits, [0.1, 0.1, 0.0], [1.0, 2.0, 4.0])
+    assert exit_index.tolist() == [0, 2]
+    assert gflops.tolist() == [1.0, 4.0]
+    torch.testing.assert_close(picked, torch.stack([confident[0], confident[1]]))
+    with pytest.raises(ValueError, match="one value per exit"):
+        early_exit.simulate(exit_logits, [0.1, 0.1], [1.0, 2.0, 4.0])
