@@ -28,7 +28,8 @@ def _three_numbers(value: Number3, name: str, device: torch.device) -> torch.Ten
         tensor = tensor.expand(3)
     if tensor.numel() != 3:
         raise ValueError(f"{name} must be one number or 3 numbers (t, y, x), got {tensor.numel()}")
-    if bool((tensor <= 0).any()):
+    # A data-dependent check: skipped while tracing, where it would break the graph.
+    if not torch.compiler.is_compiling() and bool((tensor <= 0).any()):
         raise ValueError(f"{name} must be positive, got {tensor.tolist()}")
     return tensor
 
@@ -105,11 +106,12 @@ def enlarged_window(
                 f"the enlarged window ({d}+{s}) does not fit in the video's extent {e} along axis {axis}: "
                 "use a smaller cube or stride"
             )
-    window = torch.tensor([d + s for d, s in zip(cube, strides)], dtype=torch.float64, device=centers.device)
+    window_size = tuple(d + s for d, s in zip(cube, strides))  # plain ints: no tensor -> list under torch.compile
+    window = torch.tensor(window_size, dtype=torch.float64, device=centers.device)
     upper = torch.tensor(extents, dtype=torch.float64, device=centers.device) - window
     start = torch.floor(centers.detach().double() - window / 2 + 0.5)
     origin = torch.minimum(start.clamp(min=0), upper)
-    return EnlargedWindow(origin.long(), tuple(int(w) for w in window.tolist()), origin + window / 2)
+    return EnlargedWindow(origin.long(), window_size, origin + window / 2)
 
 
 def crop_enlarged(

@@ -125,3 +125,28 @@ def test_identity_features_recover_the_pixel_crop(backend):
     (g1,) = torch.autograd.grad((trick * weights).sum(), c1)
     (g2,) = torch.autograd.grad((pixels * weights).sum(), c2)
     assert_matches(g1, g2, 1e-10, "centre gradients")
+
+
+@pytest.mark.parametrize("compiler", ["eager", "aot_eager"])
+def test_compile_fullgraph(backend, compiler):
+    # The training step of the trick: enlarged window -> integer crop -> (fL) -> offset crop.
+    n, k = (1, 1) if backend.interpreted else (2, 2)
+    video = make_video((n, 2, 6, 16, 16), torch.float32, backend.device, generator=torch.Generator().manual_seed(9))
+    centers = torch.tensor([[3.2, 7.7, 8.1], [2.6, 5.3, 10.9]]).repeat(2, 1)[: n * k].to(backend.device)
+
+    def step(video, centers):
+        window = cubecrop.enlarged_window(centers, (2, 8, 8), (1, 4, 4), (6, 16, 16))
+        crops = cubecrop.crop_enlarged(video, window, backend=backend.name).flatten(0, 1)
+        features = torch.nn.functional.avg_pool3d(crops, (1, 4, 4))  # a stand-in fL: stride (1, 4, 4)
+        cubes = cubecrop.feature_offset_crop(features, centers, window.origin, (1, 4, 4), backend=backend.name)
+        return cubes.square().sum()
+
+    results = []
+    for fn in (step, torch.compile(step, fullgraph=True, backend=compiler)):
+        torch._dynamo.reset()
+        c = centers.clone().requires_grad_()
+        loss = fn(video, c)
+        (grad,) = torch.autograd.grad(loss, c)
+        results.append((loss, grad))
+    torch.testing.assert_close(results[1], results[0], rtol=1e-5, atol=1e-5)
+    assert results[0][1].abs().sum() > 0
