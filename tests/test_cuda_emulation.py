@@ -1,0 +1,245 @@
+"""The CUDA kernels' index math, run on the CPU.
+
+csrc/cuda/cube_items.h holds every per-item body of the CUDA kernels as plain
+__host__ __device__ functions; csrc/cuda/testing/host_emulation.cc drives them
+with the kernels' own per-cube setup and item decomposition (packet decisions
+taken from the real pointers and strides). This file builds that harness with
+the host C++ compiler (about a second, no torch headers) and compares it with
+the float64 reference, so a CPU-only CI checks the indexing of kernels it
+cannot run. Thread scheduling, shared memory and the block reduction are what
+it does not cover: tests/test_cuda_ops.py checks those on a GPU.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from cubecrop import reference
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOURCE = os.path.join(ROOT, "csrc", "cuda", "testing", "host_emulation.cc")
+COMPILER = shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++") or shutil.which("clang++")
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory):
+    if COMPILER is None:
+        pytest.skip("no host C++ compiler (c++/g++/clang++) to build the CUDA-kernel emulation")
+    library = str(tmp_path_factory.mktemp("cuda_emulation") / "libcubecrop_emu.so")
+    command = [COMPILER, "-O1", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
+               "-I", os.path.join(ROOT, "csrc"), "-o", library, SOURCE]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, f"building the emulation failed:\n{result.stderr}"
+    return ctypes.CDLL(library)
+
+
+def _i64(values):
+    values = [int(v) for v in values]
+    return (ctypes.c_int64 * len(values))(*values)
+
+
+def _int(value):
+    # ctypes passes a bare Python int as a 32-bit C int; the harness takes int64_t.
+    return ctypes.c_int64(int(value))
+
+
+def _ptr(tensor):
+    return ctypes.c_void_p(tensor.data_ptr())
+
+
+def _suffix(dtype):
+    return {torch.float32: "f32", torch.float64: "f64"}[dtype]
+
+
+def emu_forward(emu, video, centers, size, mode, use_int32=True):
+    n, c = video.shape[:2]
+    k = centers.shape[1]
+    out = torch.full((n, k, c, *size), float("nan"), dtype=video.dtype)
+    fn = getattr(emu, f"emu_crop_forward_{_suffix(video.dtype)}")
+    fn.restype = ctypes.c_int64
+    centers = centers.to(video.dtype).contiguous()
+    packets = fn(_ptr(video), _i64(video.shape), _i64(video.stride()), _ptr(centers), _int(k), _i64(size), _int(mode),
+                 ctypes.c_int(int(use_int32)), _ptr(out))
+    return out, packets
+
+
+def emu_backward(emu, grad_out, video, centers, size, mode, deterministic, use_int32=True):
+    n, c = video.shape[:2]
+    k = centers.shape[1]
+    grad_video = torch.full(video.shape, float("nan"), dtype=video.dtype)
+    grad_centers = torch.full((n, k, 3), float("nan"), dtype=video.dtype)
+    fn = getattr(emu, f"emu_crop_backward_{_suffix(video.dtype)}")
+    centers = centers.to(video.dtype).contiguous()
+    grad_out = grad_out.contiguous()
+    fn(_ptr(grad_out), _ptr(video), _i64(video.shape), _i64(video.stride()), _ptr(centers), _int(k), _i64(size), _int(mode),
+       ctypes.c_int(int(deterministic)), ctypes.c_int(int(use_int32)), _ptr(grad_video), _ptr(grad_centers))
+    return grad_video, grad_centers
+
+
+def reference_grads(video, centers, size, mode, grad_out):
+    v = video.detach().double().requires_grad_(True)
+    c = centers.detach().double().requires_grad_(True)
+    out = reference.crop_cubes(v, c, size, mode)
+    out.backward(grad_out.double())
+    return out.detach(), v.grad, c.grad
+
+
+def random_centers(n, k, extents, size, generator, spread=0.35):
+    """Centres inside, across the border and far outside the video (the clamp region)."""
+    ext = torch.tensor(extents, dtype=torch.float64)
+    d = torch.tensor(size, dtype=torch.float64)
+    lo, hi = -d * spread - 1, ext + d * spread + 1
+    centers = lo + (hi - lo) * torch.rand(n, k, 3, generator=generator, dtype=torch.float64)
+    if k >= 3:
+        centers[0, 1] = torch.tensor([-50.0, 3.3, 1e4])  # far outside: start clamped, centre gradient 0
+        centers[-1, 2] = centers[-1, 0] + 0.25  # overlaps cube 0
+    return centers
+
+
+MODES = {"zeros": 0, "border": 1}
+
+# (N, C, T, H, W), size: odd widths, widths a multiple of the packet, tiny extents, Dt = 1.
+CASES = [
+    ((2, 3, 5, 9, 11), (2, 4, 5)),
+    ((1, 2, 4, 8, 16), (3, 4, 8)),
+    ((2, 1, 3, 6, 7), (1, 3, 4)),
+    ((1, 2, 2, 3, 2), (3, 4, 3)),
+]
+
+
+def _layouts(video):
+    """Contiguous, channels-last-like permuted, and storage offset 1 (misaligned)."""
+    yield "contiguous", video
+    yield "permuted", video.permute(0, 2, 3, 4, 1).contiguous().permute(0, 4, 1, 2, 3)
+    storage = torch.empty(video.numel() + 1, dtype=video.dtype)
+    shifted = storage[1:].view(video.shape)
+    shifted.copy_(video)
+    yield "offset1", shifted
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("mode", ["zeros", "border"])
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_forward_matches_reference(emu, dtype, mode, case):
+    shape, size = CASES[case]
+    g = torch.Generator().manual_seed(case)
+    video = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+    centers = random_centers(shape[0], 4, shape[2:], size, g).to(dtype)
+    expected = reference.crop_cubes(video.double(), centers.double(), size, mode)
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    for name, layout in _layouts(video):
+        for use_int32 in (True, False):
+            out, _ = emu_forward(emu, layout, centers, size, MODES[mode], use_int32)
+            torch.testing.assert_close(out.double(), expected, rtol=tol, atol=tol, msg=f"{name} int32={use_int32}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_forward_packet_path_taken_and_correct(emu, dtype):
+    """Cubes whose x start is a multiple of the packet width read packets; the others do not."""
+    vec = 16 // torch.empty((), dtype=dtype).element_size()
+    size = (2, 3, 2 * vec)
+    video = torch.randn(2, 3, 6, 8, 5 * vec, dtype=dtype)
+    # x start = 2 * vec (aligned, inside) or 2 * vec + 1 (misaligned), with a fractional part.
+    centers = torch.tensor([[[2.6, 4.2, 3 * vec + 0.4], [3.1, 3.7, 3 * vec + 1.3]]] * 2, dtype=dtype)
+    out, packets = emu_forward(emu, video, centers, size, 0)
+    assert packets == 2, "exactly the two aligned cubes should read packets"
+    expected = reference.crop_cubes(video.double(), centers.double(), size, "zeros")
+    torch.testing.assert_close(out.double(), expected, rtol=1e-6, atol=1e-6)
+    _, packets = emu_forward(emu, video[..., 1:], centers, size, 0)  # misaligned rows: no packets
+    assert packets == 0
+
+
+@pytest.mark.parametrize("deterministic", [False, True], ids=["window-atomic", "gather"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("mode", ["zeros", "border"])
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_backward_matches_reference(emu, deterministic, dtype, mode, case):
+    shape, size = CASES[case]
+    g = torch.Generator().manual_seed(100 + case)
+    video = torch.randn(shape, generator=g, dtype=torch.float64)
+    centers = random_centers(shape[0], 4, shape[2:], size, g)
+    grad_out = torch.randn(shape[0], 4, shape[1], *size, generator=g, dtype=torch.float64)
+    _, ref_video, ref_centers = reference_grads(video, centers, size, mode, grad_out)
+    tol = 1e-10 if dtype == torch.float64 else 2e-4
+    for name, layout in _layouts(video.to(dtype)):
+        for use_int32 in (True, False):
+            gv, gc = emu_backward(emu, grad_out.to(dtype), layout, centers, size, MODES[mode], deterministic, use_int32)
+            msg = f"{name} int32={use_int32}"
+            torch.testing.assert_close(gv.double(), ref_video, rtol=tol, atol=tol, msg=msg)
+            torch.testing.assert_close(gc.double(), ref_centers, rtol=tol, atol=tol, msg=msg)
+
+
+def test_backward_gather_tiles_many_cubes(emu):
+    """K > kTile (32) cubes: the deterministic gather walks several shared-memory tiles."""
+    g = torch.Generator().manual_seed(7)
+    shape, size = (1, 2, 3, 6, 7), (2, 3, 3)
+    video = torch.randn(shape, generator=g, dtype=torch.float64)
+    centers = random_centers(1, 70, shape[2:], size, g)
+    grad_out = torch.randn(1, 70, 2, *size, generator=g, dtype=torch.float64)
+    _, ref_video, _ = reference_grads(video, centers, size, "border", grad_out)
+    gv, _ = emu_backward(emu, grad_out, video, centers, size, 1, True)
+    torch.testing.assert_close(gv, ref_video, rtol=1e-10, atol=1e-10)
+
+
+def _int_reference(video, centers, size, channels_last, mean=None, std=None, out_dtype=None):
+    return reference.crop_cubes_int(video, centers, size, channels_last=channels_last, mean=mean, std=std,
+                                    out_dtype=out_dtype)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("width", [16, 13])
+def test_int_fused_uint8_normalise(emu, channels_last, width):
+    g = torch.Generator().manual_seed(width)
+    n, c, t, h = 2, 3, 5, 9
+    shape = (n, t, h, width, c) if channels_last else (n, c, t, h, width)
+    video = torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
+    size = (3, 4, 8)
+    centers = random_centers(n, 3, (t, h, width), size, g)
+    centers[0, 0, 2] = 4.0 + 4.0  # start 4: packet-aligned when the rows allow packets
+    mean = torch.tensor([120.0, 110.5, 100.25])
+    std = torch.tensor([58.0, 57.5, 60.0])
+    view = video.permute(0, 4, 1, 2, 3) if channels_last else video
+    for stats in ((None, None), (mean, None), (mean, std)):
+        out = torch.full((n, 3, c, *size), float("nan"), dtype=torch.float32)
+        args = [_ptr(s) if s is not None else None for s in stats]
+        fn = emu.emu_crop_int_u8_f32
+        fn.restype = ctypes.c_int64
+        packets = fn(_ptr(video), _i64(view.shape), _i64(view.stride()), _ptr(centers), _int(3), _i64(size), *args, _ptr(out))
+        expected = _int_reference(video, centers, size, channels_last, *stats, out_dtype=torch.float32)
+        torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
+        assert (packets > 0) == (not channels_last and width == 16)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "offset1"])
+def test_int_copy_by_element_width(emu, dtype, layout):
+    g = torch.Generator().manual_seed(3)
+    n, c, t, h, w = 2, 2, 4, 7, 32
+    base = torch.randint(0, 100, (n, c, t, h, w), generator=g).to(dtype)
+    if layout == "channels_last":
+        video = base.permute(0, 2, 3, 4, 1).contiguous()
+        view = video.permute(0, 4, 1, 2, 3)
+    elif layout == "offset1":
+        storage = torch.empty(base.numel() + 1, dtype=dtype)
+        video = view = storage[1:].view(base.shape)
+        video.copy_(base)
+    else:
+        video = view = base
+    size = (2, 5, 16)
+    centers = random_centers(n, 3, (t, h, w), size, g)
+    centers[1, 0, 2] = 8.0 + 16.0 + 0.3  # start 16: aligned for every element width
+    out = torch.empty((n, 3, c, *size), dtype=dtype)
+    fn = emu.emu_crop_int_copy
+    fn.restype = ctypes.c_int64
+    for use_int32 in (1, 0):
+        out.fill_(7)
+        packets = fn(_ptr(video), _int(out.element_size()), _i64(view.shape), _i64(view.stride()), _ptr(centers),
+                     _int(3), _i64(size), ctypes.c_int(use_int32), _ptr(out))
+        expected = _int_reference(video, centers, size, layout == "channels_last")
+        assert torch.equal(out, expected)
+        assert (packets > 0) == (layout == "contiguous")
