@@ -22,7 +22,9 @@
 #endif
 
 // Loop unrolling hint that every compiler understands (host GCC warns on a bare `#pragma unroll`).
-#if defined(__CUDACC__) || defined(__HIPCC__) || defined(__clang__)
+// nvcc hands `#pragma unroll` of __host__ __device__ code to the host compiler too, so
+// only the device pass (__CUDA_ARCH__) gets it; nvcc's host pass with GCC takes the GCC form.
+#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__) || defined(__clang__)
 #define CUBECROP_UNROLL _Pragma("unroll")
 #elif defined(__GNUC__)
 #define CUBECROP_UNROLL _Pragma("GCC unroll 8")
