@@ -44,19 +44,28 @@ class SyntheticConfig:
     """Shape and difficulty of the synthetic videos."""
 
     num_frames: int = 16
-    height: int = 64
-    width: int = 64
-    train_size: int = 3000
+    height: int = 48
+    width: int = 48
+    train_size: int = 2000
     val_size: int = 500
     test_size: int = 1000
     seed: int = 0
-    digit_size: Tuple[int, int] = (9, 14)  # target side in pixels, inclusive range
+    digit_size: Tuple[int, int] = (8, 12)  # target side in pixels, inclusive range
     duration: Tuple[int, int] = (3, 6)  # frames the target is visible, inclusive range
     contrast: Tuple[float, float] = (0.55, 1.0)
     noise: Tuple[float, float] = (0.02, 0.10)  # std of per-pixel noise
     num_distractors: Tuple[int, int] = (2, 4)
     num_clutter: Tuple[int, int] = (3, 6)
     eval_digit_fraction: float = 0.25  # share of the digit images kept for val/test only
+
+    def __post_init__(self):
+        if self.duration[1] > self.num_frames or self.duration[0] < 1:
+            raise ValueError(f"duration {self.duration} must lie in [1, num_frames={self.num_frames}]")
+        if self.digit_size[1] > min(self.height, self.width) or self.digit_size[0] < 1:
+            raise ValueError(f"digit_size {self.digit_size} must fit in the {self.height}x{self.width} frame")
+        for name in ("train_size", "val_size", "test_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     @classmethod
     def from_dict(cls, values: Optional[dict]) -> "SyntheticConfig":

@@ -1,0 +1,5 @@
+import sys
+
+from adafocus.cli import main
+
+sys.exit(main())

@@ -1,0 +1,145 @@
+"""The `adafocus` command (also `python -m adafocus`).
+
+    adafocus train --config configs/demo.yaml [--train.epochs 5 ...] [--resume]
+    adafocus eval  --config configs/demo.yaml [--eval.checkpoint PATH]
+    adafocus infer VIDEO_OR_FOLDER --checkpoint PATH [--budget GFLOPS] [--save-cubes cubes.png]
+    adafocus bench --config configs/demo.yaml [--batch-size 32]
+    adafocus demo  [--output-dir outputs/demo]
+
+Multi-process training: `torchrun --nproc-per-node N -m adafocus train ...`
+(the process group is read from torchrun's environment).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import List, Optional
+
+from adafocus.config import add_config_arguments, config_from_args
+
+DESCRIPTION = __doc__
+
+
+def _train(args) -> int:
+    from adafocus import distributed
+    from adafocus.train import train
+
+    config = config_from_args(args)
+    path = train(config, resume=args.resume)
+    if args.evaluate:
+        if distributed.init(config.train.device).is_main:
+            from adafocus.evaluate import evaluate, format_report
+
+            config.eval.checkpoint = path
+            print(format_report(evaluate(config)))
+    distributed.cleanup()
+    return 0
+
+
+def _eval(args) -> int:
+    from adafocus.evaluate import evaluate, format_report
+
+    config = config_from_args(args)
+    report = evaluate(config, write_thresholds=not args.no_write_thresholds)
+    print(format_report(report))
+    return 0
+
+
+def _infer(args) -> int:
+    from adafocus.infer import run_inference
+
+    results = run_inference(args.inputs, args.checkpoint, budget=args.budget, top_k=args.top_k,
+                            save_cubes=args.save_cubes, device=args.device, num_frames=args.num_frames,
+                            image_size=args.image_size)
+    if args.json:
+        print(json.dumps(results, indent=1))
+    return 0
+
+
+def _bench(args) -> int:
+    from adafocus.bench import run_bench
+
+    config = config_from_args(args)
+    result = run_bench(config, batch_size=args.batch_size, iterations=args.iterations, checkpoint=args.checkpoint)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def _demo(args) -> int:
+    from adafocus.demo import run_demo
+
+    return run_demo(output_dir=args.output_dir, quick=args.quick, config_path=args.config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adafocus", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train AdaFocusV3 (YAML config + overrides; torchrun for several processes)",
+                       description="Train AdaFocusV3. Checkpoints go to train.output_dir/checkpoint.pt after every epoch.")
+    p.add_argument("--resume", action="store_true", help="continue from train.output_dir/checkpoint.pt (bit-for-bit)")
+    p.add_argument("--evaluate", action="store_true", help="run `eval` on the finished checkpoint")
+    add_config_arguments(p)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="per-exit top-1/mAP, early-exit thresholds on val, accuracy-vs-GFLOPs curve on test",
+                       description="Evaluate a checkpoint: top-1 and mAP per exit, thresholds solved on the val split "
+                                   "for a range of GFLOPs budgets and applied to the test split; writes "
+                                   "curve.json and curve.png next to the checkpoint and stores the thresholds in it.")
+    p.add_argument("--no-write-thresholds", action="store_true", help="do not store the solved thresholds in the checkpoint")
+    add_config_arguments(p)
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("infer", help="classify videos (files or frame folders) with early exit",
+                       description="Classify each video: prints the top-k classes, the exit taken and the GFLOPs spent.")
+    p.add_argument("inputs", nargs="+", help="video files, frame folders, or folders of them")
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by `adafocus train` (thresholds by `adafocus eval`)")
+    p.add_argument("--budget", type=float, default=None,
+                   help="average GFLOPs/video budget: use the thresholds solved for the largest budget <= this "
+                        "(default: no early exit, all cubes)")
+    p.add_argument("--top-k", type=int, default=5, help="classes to print per video")
+    p.add_argument("--save-cubes", metavar="PNG", default=None,
+                   help="save a contact sheet of the frames with the chosen cubes drawn (one row per video)")
+    p.add_argument("--num-frames", type=int, default=None, help="frames sampled per video (default: the training config's)")
+    p.add_argument("--image-size", type=int, default=None, help="frame side after resize+centre crop (default: the training config's)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--json", action="store_true", help="also print the results as JSON")
+    p.set_defaults(func=_infer)
+
+    p = sub.add_parser("bench", help="videos/s: AdaFocusV3 batched early exit vs the full-video baseline",
+                       description="Throughput on the current device of AdaFocusV3 (batched early exit) and of the "
+                                   "full-video baseline with the same backbones, frames and batch size.")
+    p.add_argument("--checkpoint", default=None, help="checkpoint whose weights and thresholds to use (default: random weights, a fixed exit mix)")
+    p.add_argument("--batch-size", type=int, default=32, help="videos per batch")
+    p.add_argument("--iterations", type=int, default=10, help="timed batches (after 2 warm-up batches)")
+    add_config_arguments(p)
+    p.set_defaults(func=_bench)
+
+    p = sub.add_parser("demo", help="the embedded demo: synthetic data, learned vs random policy, early exit (< 15 min on 2 cores)",
+                       description="Generate the synthetic task, train a tiny AdaFocusV3 (deep-feature crop gradient) "
+                                   "and a random-policy control, evaluate both and print the comparison table.")
+    p.add_argument("--output-dir", default="outputs/demo", help="where checkpoints, curves and plots go")
+    p.add_argument("--config", default=None, help="demo config (default: configs/demo.yaml, or the built-in copy)")
+    p.add_argument("--quick", action="store_true", help="a much smaller run (smoke test; numbers are not meaningful)")
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"adafocus {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

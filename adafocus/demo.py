@@ -1,0 +1,169 @@
+"""`adafocus demo`: the embedded end-to-end demonstration (`make demo`).
+
+1. Generate the synthetic "find the red digit" task (adafocus.data.synthetic).
+2. Warm up a tiny AdaFocusV3 with random cubes (fG, fL, fC), the recipe of
+   the feasibility trial (DESIGN.md section 5).
+3. From that same warm-up checkpoint, two branches with identical budgets:
+   - AdaFocusV3: the policy is switched on and trained through the
+     deep-feature crop gradient (mode deep_feature);
+   - the control: the same model keeps random cubes (mode random).
+4. Evaluate both (integer cubes, thresholds solved on val, applied to test)
+   and print: accuracy and cube hit rate after 0/1/2/4 cubes, the early-exit
+   point vs the glance-only and all-cubes points, and where the plots are.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import shutil
+import time
+from typing import Optional
+
+from adafocus.config import RunConfig, load_yaml
+
+logger = logging.getLogger("adafocus.demo")
+
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.yaml")
+
+# Used when the package is installed without the repository's configs/ folder.
+BUILTIN_CONFIG = {
+    "model": {"preset": "tiny", "num_classes": 10, "glance_frames": 8, "glance_resolution": 8,
+              "glance_tiny_channels": [8, 16], "glance_tiny_stride": 1, "local_tiny_channels": [12, 24, 48],
+              "local_tiny_stride": 4, "policy_channels": 8, "cube_size": [1, 24, 24], "num_cubes": 4,
+              "mode": "deep_feature"},
+    "data": {"kind": "synthetic", "cache_dir": "~/.cache/adafocus",
+             "synthetic": {"num_frames": 16, "height": 48, "width": 48, "train_size": 2000, "val_size": 500,
+                           "test_size": 1000, "seed": 0}},
+    "train": {"epochs": 7, "random_policy_epochs": 3, "batch_size": 32, "optimizer": "adamw", "lr": 0.002,
+              "weight_decay": 0.0001, "warmup_epochs": 0.5, "grad_clip": 5.0, "seed": 0},
+    "eval": {"batch_size": 100, "budgets": 25},
+}
+
+QUICK_OVERRIDES = {"data": {"synthetic": {"train_size": 256, "val_size": 128, "test_size": 128}},
+                   "train": {"epochs": 2, "random_policy_epochs": 1}}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def demo_configs(output_dir: str, config_path: Optional[str] = None, quick: bool = False):
+    """(learned-policy config, random-policy config), identical but for the mode and folder."""
+    path = config_path or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None)
+    values = load_yaml(path) if path else copy.deepcopy(BUILTIN_CONFIG)
+    if quick:
+        values = _merge(values, QUICK_OVERRIDES)
+    learned = _merge(values, {"model": {"mode": "deep_feature"},
+                              "train": {"output_dir": os.path.join(output_dir, "adafocus"), "tensorboard": True}})
+    control = _merge(learned, {"model": {"mode": "random"}, "train": {"output_dir": os.path.join(output_dir, "random_policy")}})
+    return RunConfig.from_dict(learned), RunConfig.from_dict(control)
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:5.1f}%"
+
+
+def format_table(learned: dict, control: dict, seconds: float) -> str:
+    g = learned["gflops_per_exit"]
+    m = len(g) - 1
+    shown = [k for k in (0, 1, 2, 4, m) if k <= m]
+    shown = sorted(set(shown))
+    lines = ["", "AdaFocusV3 demo: find the red digit (synthetic, 10 classes, test split)", ""]
+    lines.append(f"{'cubes':>16} {'MFLOPs':>7} | {'learned policy':^21} | {'random policy':^21}")
+    lines.append(f"{'':>16} {'':>7} | {'top-1':>8} {'cube hits':>11}  | {'top-1':>8} {'cube hits':>11}")
+    for k in shown:
+        name = "0 (glance only)" if k == 0 else str(k)
+        row = f"{name:>16} {g[k] * 1e3:7.2f} |"
+        for rep in (learned, control):
+            hits = rep["policy"].get("hit_rate_after")
+            hit = "-" if k == 0 or hits is None else _pct(hits[k - 1])
+            row += f" {_pct(rep['test']['top1'][k]):>8} {hit:>11}  |"
+        lines.append(row)
+    ee = learned["early_exit"]
+    all_acc, all_g = learned["test"]["top1"][-1], g[-1]
+    lines.append("")
+    lines.append(f"early exit (learned policy, entropy thresholds solved on val, applied to test):")
+    lines.append(f"  {_pct(ee['test_accuracy'])} top-1 at {ee['test_gflops'] * 1e3:.2f} MFLOPs = "
+                 f"{ee['test_gflops'] / all_g * 100:.0f}% of all cubes ({_pct(all_acc)} at {all_g * 1e3:.2f}); "
+                 f"glance only {_pct(learned['test']['top1'][0])} at {g[0] * 1e3:.2f}")
+    lines.append("  videos exiting after 0..%d cubes: %s" % (m, " ".join(f"{x * 100:.0f}%" for x in ee["test_exit_fractions"])))
+    sl, sc = learned["policy"]["centre_spread"], control["policy"]["centre_spread"]
+    lines.append(f"centre spread across videos (t, y, x): learned {sl['t']:.1f} {sl['y']:.1f} {sl['x']:.1f}; "
+                 f"random {sc['t']:.1f} {sc['y']:.1f} {sc['x']:.1f}")
+    lines.append("")
+    checks = [
+        ("learned policy beats random after 1 cube",
+         learned["test"]["top1"][1] - control["test"]["top1"][1] >= 0.10,
+         f"{_pct(learned['test']['top1'][1])} vs {_pct(control['test']['top1'][1])}"),
+        ("early exit within 1 point of all cubes at <= 60% of its GFLOPs",
+         ee["test_accuracy"] >= all_acc - 0.01 and ee["test_gflops"] <= 0.6 * all_g,
+         f"{_pct(ee['test_accuracy'])} vs {_pct(all_acc)} at {ee['test_gflops'] / all_g * 100:.0f}%"),
+        ("glance alone cannot read the digit (p0 <= 50%)", learned["test"]["top1"][0] <= 0.5,
+         _pct(learned["test"]["top1"][0])),
+    ]
+    for text, ok, detail in checks:
+        lines.append(f"[{'PASS' if ok else 'FAIL'}] {text}: {detail}")
+    lines.append("")
+    lines.append(f"plots: {learned['curve_png']} (learned), {control['curve_png']} (random), {learned['comparison_png']} (both)")
+    lines.append(f"curves: {learned['curve_json']}, {control['curve_json']}")
+    lines.append(f"demo wall time: {seconds / 60:.1f} min")
+    return "\n".join(lines)
+
+
+def run_demo(output_dir: str = "outputs/demo", quick: bool = False, config_path: Optional[str] = None) -> int:
+    from adafocus.data.synthetic import SyntheticConfig, load_split
+    from adafocus.evaluate import evaluate, plot_curve
+    from adafocus.train import Trainer
+
+    start = time.time()
+    learned_cfg, control_cfg = demo_configs(output_dir, config_path, quick)
+    warmup = learned_cfg.train.random_policy_epochs
+    for folder in (learned_cfg.train.output_dir, control_cfg.train.output_dir):
+        if os.path.exists(os.path.join(folder, "checkpoint.pt")):
+            os.remove(os.path.join(folder, "checkpoint.pt"))  # a demo always starts from scratch
+
+    synthetic = SyntheticConfig.from_dict(learned_cfg.data.synthetic)
+    logger.info("generating the synthetic task (%d/%d/%d videos of %dx%dx%d) into %s", synthetic.train_size,
+                synthetic.val_size, synthetic.test_size, synthetic.num_frames, synthetic.height, synthetic.width,
+                learned_cfg.data.cache_dir)
+    for split in ("train", "val", "test"):
+        load_split(synthetic, split, learned_cfg.data.cache_dir)
+    logger.info("data ready in %.0fs", time.time() - start)
+
+    logger.info("warm-up: %d epochs with random cubes (shared by both branches)", warmup)
+    trainer = Trainer(learned_cfg)
+    trainer.fit(until_epoch=warmup)
+    trainer.close()
+    os.makedirs(control_cfg.train.output_dir, exist_ok=True)
+    shutil.copyfile(trainer.checkpoint_path, os.path.join(control_cfg.train.output_dir, "checkpoint.pt"))
+
+    logger.info("AdaFocusV3 branch: the policy learns where to look (deep-feature crop gradient)")
+    trainer = Trainer(learned_cfg, resume=True)
+    trainer.fit()
+    trainer.close()
+    logger.info("control branch: random cubes")
+    trainer = Trainer(control_cfg, resume=True)
+    trainer.fit()
+    trainer.close()
+
+    logger.info("evaluating both")
+    learned = evaluate(learned_cfg, progress=False)
+    control = evaluate(control_cfg, progress=False)
+    learned["comparison_png"] = os.path.join(output_dir, "curves.png")
+    plot_curve(learned, learned["comparison_png"], others={"random policy, early exit": control})
+    seconds = time.time() - start
+    table = format_table(learned, control, seconds)
+    print(table)
+    with open(os.path.join(output_dir, "demo_summary.txt"), "w") as f:
+        f.write(table + "\n")
+    with open(os.path.join(output_dir, "demo_summary.json"), "w") as f:
+        json.dump({"learned": learned, "random": control, "seconds": seconds}, f, indent=1)
+    return 0
