@@ -17,8 +17,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 def meta_copy(module: nn.Module) -> nn.Module:
     """An eval-mode copy of `module` on the meta device (no memory for weights, no compute)."""
-    with torch.device("meta"):
-        duplicate = copy.deepcopy(module)
+    # Seeding deepcopy's memo with meta stand-ins means no weight is ever copied (a CUDA model stays put).
+    memo = {}
+    for param in module.parameters():
+        memo[id(param)] = nn.Parameter(torch.empty_like(param, device="meta"), requires_grad=param.requires_grad)
+    for buffer in module.buffers():
+        memo[id(buffer)] = torch.empty_like(buffer, device="meta")
+    duplicate = copy.deepcopy(module, memo)
     # Hooks the caller put on the real module (profilers, feature taps) must not see the counting run.
     for sub in duplicate.modules():
         for hooks in (sub._forward_hooks, sub._forward_pre_hooks, sub._backward_hooks, sub._backward_pre_hooks):

@@ -245,13 +245,16 @@ class AdaFocusV3(nn.Module):
         }
 
     def gflops_per_exit(self, video_shape: Sequence[int]) -> List[float]:
-        """Cumulative GMACs per video to reach exit 0..M (the policy is charged from exit 1 on)."""
-        key = video_dims(video_shape)
+        """Cumulative GMACs per video to reach exit 0..M. The policy is charged from exit 1 on, and not
+        at all in random mode (which never runs it)."""
+        dims = video_dims(video_shape)
+        key = dims + (self.config.mode,)
         if key not in self._gflops_cache:
-            parts = self.component_gflops(key)
+            parts = self.component_gflops(dims)
+            policy = 0.0 if self.config.mode == "random" else parts["policy"]
             exits = [parts["glance"] + parts["glance_head"]]
             for t in range(1, self.num_exits):
-                exits.append(exits[-1] + parts["local_cube"] + parts["local_head"] + (parts["policy"] if t == 1 else 0.0))
+                exits.append(exits[-1] + parts["local_cube"] + parts["local_head"] + (policy if t == 1 else 0.0))
             self._gflops_cache[key] = exits
         return list(self._gflops_cache[key])
 

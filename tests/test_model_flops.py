@@ -50,6 +50,8 @@ def test_gflops_grow_with_the_exit_index_and_inference_charges_the_exit_taken():
     result = model.infer(video, thresholds=thresholds)
     assert result.exit_index.tolist() == [1] * 6
     assert result.gflops.tolist() == pytest.approx([exits[1]] * 6)
+    model.config.mode = "random"  # no policy to run, none to pay for
+    assert model.gflops_per_exit(video.shape)[1] == pytest.approx(exits[1] - parts["policy"])
 
 
 def test_full_video_baseline_costs_fl_on_every_frame():

@@ -72,6 +72,23 @@ def test_multi_label_loss_is_bce():
     torch.testing.assert_close(model.loss(out, target), expected)
 
 
+def test_auxiliary_per_encoder_losses_are_off_by_default_and_add_when_on():
+    torch.manual_seed(0)
+    video, target = torch.randn(2, 3, 8, 48, 48), torch.tensor([4, 9])
+    plain = AdaFocusV3(ModelConfig.preset("tiny", num_cubes=2))
+    assert plain(video).aux_logits == [] and not hasattr(plain, "local_aux_head")
+    torch.manual_seed(0)
+    model = AdaFocusV3(ModelConfig.preset("tiny", num_cubes=2, aux_loss_weight=0.5))
+    out = model(video)
+    glance_aux, local_aux = out.aux_logits
+    assert glance_aux.shape == (2, 10) and local_aux.shape == (2, 2, 10)
+    exits_only = sum(torch.nn.functional.cross_entropy(logits, target) for logits in out.logits)
+    loss = model.loss(out, target)
+    assert loss > exits_only
+    loss.backward()
+    assert model.local_aux_head.weight.grad.abs().sum() > 0
+
+
 def test_config_round_trip_and_errors():
     config = ModelConfig.preset("paper_tsm", num_classes=5)
     assert ModelConfig.from_dict(config.to_dict()) == config
