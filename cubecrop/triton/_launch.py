@@ -42,6 +42,11 @@ def _check_device(kernels: ModuleType, *tensors: torch.Tensor) -> None:
             )
 
 
+def _check_padding_mode(padding_mode: int) -> None:
+    if padding_mode not in (0, 1):
+        raise ValueError(f"padding_mode must be 0 (zeros) or 1 (border), got {padding_mode}")
+
+
 def _check_crop_inputs(video: torch.Tensor, centers: torch.Tensor, size: List[int]) -> None:
     torch._check(video.dim() == 5, lambda: f"video must be (N, C, T, H, W), got {tuple(video.shape)}")
     torch._check(
@@ -65,6 +70,7 @@ def crop_forward(
     kernels: ModuleType, wrap: Wrap, video: torch.Tensor, centers: torch.Tensor, size: List[int], padding_mode: int
 ) -> torch.Tensor:
     _check_crop_inputs(video, centers, size)
+    _check_padding_mode(padding_mode)
     _check_device(kernels, video, centers)
     _accumulation_dtype(video, centers)
     n, c, t, h, w = video.shape
@@ -99,6 +105,7 @@ def crop_backward(
     need_centers_grad: bool,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     _check_crop_inputs(video, centers, size)
+    _check_padding_mode(padding_mode)
     _check_device(kernels, grad_out, video, centers)
     acc = _accumulation_dtype(video, centers)
     n, c, t, h, w = video.shape
