@@ -200,26 +200,25 @@ class AdaFocusV3(nn.Module):
         exit_index[stops] = 0
         running = torch.nonzero(~stops).flatten()  # indices into the batch
         if running.numel():
-            # Compacted state of the videos still running.
-            run_video, run_glance = video[running], glance[running]
-            run_centres = self.inference_centres(glance_maps[running], video_size)
-            centres[running] = run_centres
+            # Compacted state of the videos still running. The video itself is not compacted: cropping
+            # one cube from every video and keeping the running rows moves far less memory.
+            run_glance = glance[running]
+            centres[running] = self.inference_centres(glance_maps[running], video_size)
             local_max = None
             for t in range(1, m + 1):
-                cube = cubecrop.crop_cubes_int(run_video, run_centres[:, t - 1 : t], self.config.cube_size)
-                features = self.local.pool(self.local.encode(cube[:, 0]))
+                cube = cubecrop.crop_cubes_int(video, centres[:, t - 1 : t], self.config.cube_size)[running, 0]
+                features = self.local.pool(self.local.encode(cube))
                 local_max = features if local_max is None else torch.maximum(local_max, features)
                 logits = self.classifier.local_exit(t, local_max, run_glance)
                 stops = early_exit.exit_mask(logits, eta[t], last=t == m)
                 done = running[stops]
-                out_logits[done] = logits[stops]
+                out_logits[done] = logits[stops].to(out_logits.dtype)
                 exit_index[done] = t
                 keep = ~stops
                 if not bool(keep.any()):
                     break
                 if not bool(keep.all()):
-                    running, run_video, run_glance = running[keep], run_video[keep], run_glance[keep]
-                    run_centres, local_max = run_centres[keep], local_max[keep]
+                    running, run_glance, local_max = running[keep], run_glance[keep], local_max[keep]
         return InferenceOutput(out_logits, exit_index, cost[exit_index.cpu()], centres)
 
     # ---- cost -----------------------------------------------------------------------------
