@@ -88,6 +88,32 @@ def test_reduced_precision_accumulates_in_float(dtype):
     torch.testing.assert_close(got[1].double(), want[1], rtol=0, atol=20 * tol * scale)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_interior_cubes_take_the_in_place_path_correctly(dtype):
+    # Cubes with every tap inside read the video rows in place (no scratch copy):
+    # check that path for each dtype, with a small width (the feature-trick shape).
+    gen = torch.Generator().manual_seed(13)
+    extents, size = (7, 9, 6), (4, 5, 4)
+    video64 = torch.randn((3, 5) + extents, generator=gen, dtype=torch.float64)
+    lo = torch.tensor([d / 2 + 0.01 for d in size], dtype=torch.float64)
+    hi = torch.tensor([e - d / 2 - 1.01 for d, e in zip(size, extents)], dtype=torch.float64)
+    centers64 = lo + (hi - lo) * torch.rand((3, 2, 3), generator=gen, dtype=torch.float64)
+    video = video64.to(dtype).requires_grad_(True)
+    centers = centers64.to(torch.float64 if dtype == torch.float64 else torch.float32).requires_grad_(True)
+    ref_video = video.detach().double().requires_grad_(True)
+    ref_centers = centers.detach().double().requires_grad_(True)
+    expected = reference.crop_cubes(ref_video, ref_centers, size)
+    actual = cubecrop.crop_cubes(video, centers, size, backend="cpu")
+    tol = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
+    torch.testing.assert_close(actual.double(), expected, rtol=tol, atol=tol)
+    grad_out = torch.randn(expected.shape, generator=gen, dtype=torch.float64)
+    want = torch.autograd.grad(expected, (ref_video, ref_centers), grad_out)
+    got = torch.autograd.grad(actual, (video, centers), grad_out.to(dtype))
+    torch.testing.assert_close(got[0].double(), want[0], rtol=tol, atol=4 * tol)
+    scale = want[1].abs().max().item()
+    torch.testing.assert_close(got[1].double(), want[1], rtol=0, atol=20 * tol * scale)
+
+
 def test_backward_is_deterministic_across_runs_and_thread_counts():
     gen = torch.Generator().manual_seed(11)
     video = torch.randn((2, 3, 8, 20, 24), generator=gen)

@@ -67,6 +67,7 @@ template <typename acc_t>
 struct CubeTaps {
   AxisTaps<acc_t> t, y, x;
   acc_t grad_scale[3];
+  bool inside;  // every tap (window start .. start + D per axis) reads inside the input: no padding
 };
 
 template <typename acc_t>
@@ -78,6 +79,8 @@ CubeTaps<acc_t> cube_taps(const acc_t* center, CubeSize size, int64_t extent_t, 
   taps.grad_scale[0] = axis_center_grad_scale<acc_t>(center[0], size.t, extent_t);
   taps.grad_scale[1] = axis_center_grad_scale<acc_t>(center[1], size.h, extent_h);
   taps.grad_scale[2] = axis_center_grad_scale<acc_t>(center[2], size.w, extent_w);
+  taps.inside = taps.t.start >= 0 && taps.t.start + size.t < extent_t && taps.y.start >= 0 &&
+                taps.y.start + size.h < extent_h && taps.x.start >= 0 && taps.x.start + size.w < extent_w;
   return taps;
 }
 

@@ -53,6 +53,20 @@ void blend_window_rows(const acc_t* const* rows, const acc_t* weight, int count,
   for (int64_t x = 0; x < width; ++x) out[x] = static_cast<scalar_t>(tmp[x] + ax * (tmp[x + 1] - tmp[x]));
 }
 
+// The interior case (every tap inside the video, unit W stride): the 4 window
+// rows are read in place, converted on the fly for half types.
+template <typename scalar_t, typename acc_t>
+void blend_rows_in_place(const scalar_t* __restrict__ r0, const scalar_t* __restrict__ r1,
+                         const scalar_t* __restrict__ r2, const scalar_t* __restrict__ r3, const acc_t w[4], acc_t ax,
+                         int64_t width, scalar_t* __restrict__ out) {
+  const acc_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+  for (int64_t x = 0; x < width; ++x) {
+    const acc_t lo = w0 * acc_t(r0[x]) + w1 * acc_t(r1[x]) + w2 * acc_t(r2[x]) + w3 * acc_t(r3[x]);
+    const acc_t hi = w0 * acc_t(r0[x + 1]) + w1 * acc_t(r1[x + 1]) + w2 * acc_t(r2[x + 1]) + w3 * acc_t(r3[x + 1]);
+    out[x] = static_cast<scalar_t>(lo + ax * (hi - lo));
+  }
+}
+
 template <typename scalar_t>
 void crop_cubes_forward(const at::Tensor& video, const at::Tensor& centers, CubeSize size, int64_t padding_mode,
                         at::Tensor& out) {
@@ -72,18 +86,36 @@ void crop_cubes_forward(const at::Tensor& video, const at::Tensor& centers, Cube
   const int64_t planes = N * K * C * size.t;
   at::parallel_for(0, planes, grain_for(size.h * size.w), [&](int64_t begin, int64_t end) {
     std::vector<acc_t> scratch(5 * row_len);  // 4 window rows + the blend buffer
-    for (int64_t p = begin; p < end; ++p) {
-      const int64_t t_out = p % size.t;
-      const int64_t c = (p / size.t) % C;
-      const int64_t nk = p / (size.t * C);
+    // Plane p = ((n * K + k) * C + c) * Dt + t_out, stepped as counters (no divisions per plane).
+    int64_t t_out = begin % size.t, c = (begin / size.t) % C, nk = begin / (size.t * C);
+    for (int64_t p = begin; p < end; ++p, ++t_out) {
+      if (t_out == size.t) {
+        t_out = 0;
+        if (++c == C) {
+          c = 0;
+          ++nk;
+        }
+      }
       const int64_t n = nk / K;
       const CubeTaps<acc_t>& cube = taps[nk];
       const acc_t wt[2] = {acc_t(1) - cube.t.frac, cube.t.frac};
       const acc_t wy[2] = {acc_t(1) - cube.y.frac, cube.y.frac};
+      scalar_t* out_plane = op + p * size.h * size.w;
+      if (cube.inside && sw == 1) {
+        const scalar_t* f0 = vp + n * sn + c * sc + (cube.t.start + t_out) * st + cube.y.start * sh + cube.x.start;
+        const scalar_t* f1 = f0 + st;
+        const acc_t w[4] = {wt[0] * wy[0], wt[0] * wy[1], wt[1] * wy[0], wt[1] * wy[1]};
+        for (int64_t y_out = 0; y_out < size.h; ++y_out) {
+          const scalar_t* r0 = f0 + y_out * sh;
+          const scalar_t* r2 = f1 + y_out * sh;
+          blend_rows_in_place<scalar_t, acc_t>(r0, r0 + sh, r2, r2 + sh, w, cube.x.frac, size.w,
+                                               out_plane + y_out * size.w);
+        }
+        continue;
+      }
       int64_t ti[2];
       for (int a = 0; a < 2; ++a) ti[a] = resolve_index(cube.t.start + t_out + a, T, padding_mode);
       const scalar_t* channel = vp + n * sn + c * sc;
-      scalar_t* out_plane = op + p * size.h * size.w;
       for (int64_t y_out = 0; y_out < size.h; ++y_out) {
         const acc_t* rows[4];
         acc_t weight[4];
@@ -142,12 +174,29 @@ void combine_grad_rows(const GradSources<acc_t>& src, int64_t width, bool with_d
   }
 }
 
-// Centre-gradient sums of one window row: sum_x V[x] * d(window grad)[x] / d a
+// Fixed-order partial sums of the centre gradient along (t, y, x): kLanes
+// independent float sums per axis (vectorisable), flushed into double once
+// per window plane so long cubes keep their precision.
+template <typename acc_t>
+struct CenterLanes {
+  acc_t t[kLanes] = {}, y[kLanes] = {}, x[kLanes] = {};
+
+  void flush_into(double total[3]) {
+    total[0] += static_cast<double>(sum_lanes(t));
+    total[1] += static_cast<double>(sum_lanes(y));
+    total[2] += static_cast<double>(sum_lanes(x));
+    for (int l = 0; l < kLanes; ++l) t[l] = y[l] = x[l] = acc_t(0);
+  }
+};
+
+// Adds one window row's centre-gradient terms V[x] * d(window grad)[x] / d a
 // for a = (t, y, x), where the window gradient is R[x] = h[x + 1] + ax * (h[x] - h[x + 1]).
 template <typename acc_t>
-void window_row_center_sums(const acc_t* __restrict__ v, const acc_t* __restrict__ h, const acc_t* __restrict__ h_dt,
-                            const acc_t* __restrict__ h_dy, acc_t ax, int64_t count, acc_t sums[3]) {
-  acc_t st[kLanes] = {}, sy[kLanes] = {}, sx[kLanes] = {};
+void add_center_terms(const acc_t* __restrict__ v, const acc_t* __restrict__ h, const acc_t* __restrict__ h_dt,
+                      const acc_t* __restrict__ h_dy, acc_t ax, int64_t count, CenterLanes<acc_t>& lanes) {
+  acc_t* __restrict__ st = lanes.t;
+  acc_t* __restrict__ sy = lanes.y;
+  acc_t* __restrict__ sx = lanes.x;
   int64_t x = 0;
   for (; x + kLanes <= count; x += kLanes) {
     for (int l = 0; l < kLanes; ++l) {
@@ -162,9 +211,6 @@ void window_row_center_sums(const acc_t* __restrict__ v, const acc_t* __restrict
     sy[l] += v[x] * (h_dy[x + 1] + ax * (h_dy[x] - h_dy[x + 1]));
     sx[l] += v[x] * (h[x] - h[x + 1]);
   }
-  sums[0] = sum_lanes(st);
-  sums[1] = sum_lanes(sy);
-  sums[2] = sum_lanes(sx);
 }
 
 // Adds the window row gradient R[x] = h[x + 1] + ax * (h[x] - h[x + 1]),
@@ -244,9 +290,14 @@ void crop_cubes_backward_kernel(const at::Tensor& grad_out, const at::Tensor& vi
           const CubeTaps<acc_t>& cube = taps[n * K + k];
           const acc_t at = cube.t.frac, ay = cube.y.frac;
           const scalar_t* g_cube = gp + ((n * K + k) * C + c) * size.t * plane;
-          acc_t cube_sums[3] = {0, 0, 0};
-          for (int64_t jt = 0; jt <= size.t; ++jt) {
-            if (resolve_index(cube.t.start + jt, T, padding_mode) != ti) continue;
+          double cube_sums[3] = {0.0, 0.0, 0.0};
+          // Window frames that read frame ti: one for a cube inside the video; with border
+          // clamping, every window frame past the edge lands on the edge frame.
+          const int64_t jt_first = cube.inside ? std::max<int64_t>(0, ti - cube.t.start) : 0;
+          const int64_t jt_last = cube.inside ? std::min<int64_t>(size.t, ti - cube.t.start) : size.t;
+          for (int64_t jt = jt_first; jt <= jt_last; ++jt) {
+            if (!cube.inside && resolve_index(cube.t.start + jt, T, padding_mode) != ti) continue;
+            CenterLanes<acc_t> lanes;
             // Window frame jt gathers output frames jt (weight 1 - at) and jt - 1 (weight at).
             const scalar_t* g_planes[2] = {jt < size.t ? g_cube + jt * plane : nullptr,
                                            jt >= 1 ? g_cube + (jt - 1) * plane : nullptr};
@@ -279,14 +330,13 @@ void crop_cubes_backward_kernel(const at::Tensor& grad_out, const at::Tensor& vi
               if (need_centers) {
                 const acc_t* v = window_row<scalar_t, acc_t>(channel + ti * st + yi * sh, sw, W, cube.x.start,
                                                              row_len, padding_mode, v_scratch);
-                acc_t sums[3];
-                window_row_center_sums<acc_t>(v, h, h_dt, h_dy, cube.x.frac, row_len, sums);
-                for (int axis = 0; axis < 3; ++axis) cube_sums[axis] += sums[axis];
+                add_center_terms<acc_t>(v, h, h_dt, h_dy, cube.x.frac, row_len, lanes);
               }
             }
+            if (need_centers) lanes.flush_into(cube_sums);
           }
           if (need_centers) {
-            for (int axis = 0; axis < 3; ++axis) unit_partials[k * 3 + axis] += static_cast<double>(cube_sums[axis]);
+            for (int axis = 0; axis < 3; ++axis) unit_partials[k * 3 + axis] += cube_sums[axis];
           }
         }
         if constexpr (!same_type) {
