@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import cubecrop
@@ -68,12 +69,26 @@ class LocalEncoder(nn.Module):
     def deep_feature(self, video: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
         b, m = centres.shape[:2]
         flat = centres.reshape(b * m, 3)
-        window = cubecrop.enlarged_window(flat, self.cube_size, self.feature_stride, video.shape[2:])
         with torch.no_grad():
-            enlarged = cubecrop.crop_enlarged(video.detach(), window)  # (B, M, C, Dt+1, Dh+s, Dw+s)
+            source = self._room_for_enlarged_window(video.detach())
+            window = cubecrop.enlarged_window(flat, self.cube_size, self.feature_stride, source.shape[2:])
+            enlarged = cubecrop.crop_enlarged(source, window)  # (B, M, C, Dt+1, Dh+s, Dw+s)
         maps = self.encode(enlarged.flatten(0, 1))  # (B*M, Cl, Dt+1, Dh/s+1, Dw/s+1)
         cube_maps = cubecrop.feature_offset_crop(maps, flat, window.origin, self.feature_stride)
         return self.pool(cube_maps).view(b, m, -1)
+
+    def _room_for_enlarged_window(self, video: torch.Tensor) -> torch.Tensor:
+        """The video, edge-padded at the end of any axis the enlarged window (D + s) would not fit in.
+
+        Only when a cube spans a whole axis (e.g. Dt = T): its centre is then clamped to E/2,
+        the window starts at 0 and the cube's features sit exactly on cells 0..n-1, so the
+        padded cell gets weight 0 (and that axis has nothing to learn).
+        """
+        shortfall = [max(0, d + s - e) for d, s, e in zip(self.cube_size, self.feature_stride, video.shape[2:])]
+        if not any(shortfall):
+            return video
+        t, h, w = shortfall
+        return F.pad(video, (0, w, 0, h, 0, t), mode="replicate")
 
     def pixel(self, video: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
         return self._encode_cubes(cubecrop.crop_cubes(video, centres, self.cube_size))

@@ -207,3 +207,14 @@ def test_local_weights_load_from_a_file(tmp_path):
     torch.save({"conv1.weight": torch.zeros(1)}, path)
     with pytest.raises(ValueError, match="lacks"):
         build_backbone("resnet18", weights=str(path))
+
+
+def test_deep_feature_with_a_cube_spanning_the_whole_clip():
+    # Dt = T: no room for the one-frame-larger training window; the time axis is edge-padded and
+    # the cube's features come from exactly its own frames. The spatial axes still learn.
+    torch.manual_seed(0)
+    model = AdaFocusV3(ModelConfig.preset("tiny", num_cubes=2, cube_size=(8, 32, 32), local_tsm=True))
+    out = model(torch.randn(2, 3, 8, 48, 48), mode="deep_feature")
+    assert bool((out.centers[..., 0] == 4.0).all())
+    model.loss(out, torch.tensor([1, 2])).backward()
+    assert model.policy.head.weight.grad.abs().sum() > 0
