@@ -29,8 +29,10 @@ test: build
 bench: build
 	$(PY) benchmarks/bench_ops.py --out benchmarks/results/bench_ops_cpu.json
 
+# The main job: trains a tiny AdaFocusV3 and a random-policy control on the embedded
+# synthetic task, evaluates early exit, prints the table (adafocus/demo.py).
 demo: build
-	$(PY) benchmarks/bench_ops.py --out outputs/bench_ops.json
+	$(PY) -m adafocus demo --output-dir outputs/demo
 
 # On a GPU machine (no internet): build in place with the CUDA kernels, run the
 # GPU tests and the kernel benchmark, and write results to benchmarks/results/.
