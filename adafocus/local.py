@@ -15,7 +15,6 @@ over (t, h, w): (B, M, Cl).
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import torch
 import torch.nn.functional as F

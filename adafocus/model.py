@@ -21,7 +21,7 @@ import cubecrop
 from adafocus import early_exit
 from adafocus.classifier import ExitClassifier
 from adafocus.flops import count_gmacs, meta_copy
-from adafocus.glance import GlanceEncoder, make_glance_input
+from adafocus.glance import GlanceEncoder
 from adafocus.local import LocalEncoder
 from adafocus.model_config import MODES, ModelConfig
 from adafocus.policy import CubePolicy, centre_spread, random_centres
