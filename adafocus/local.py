@@ -15,7 +15,6 @@ over (t, h, w): (B, M, Cl).
 """
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
