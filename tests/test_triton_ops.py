@@ -136,6 +136,43 @@ def test_both_kernel_copies_load_without_touching_the_environment():
     assert os.environ.get("TRITON_INTERPRET") == before
 
 
+def _compile_for_sm90(kernel, pointer_types, constexprs, num_warps):
+    """Compile one specialisation of a compiled-copy kernel to a cubin for sm_90. Needs
+    no GPU (triton ships ptxas), so CI catches code the interpreter accepts but the
+    compiler rejects (types, constexpr use)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    fn = kernel.fn  # the JITFunction under the autotuner
+    signature = {
+        name: "constexpr" if name in constexprs else pointer_types.get(name, "i32") for name in fn.arg_names
+    }
+    source = ASTSource(fn=fn, signature=signature, constexprs=constexprs)
+    return triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps})
+
+
+@pytest.mark.parametrize("name", ["forward", "backward", "int"])
+def test_compiled_kernels_build_for_a_gpu(name):
+    pytest.importorskip("triton.backends.nvidia.compiler", reason="triton without its NVIDIA backend")
+    compiled = load_kernels(False)
+    tile = {"BLOCK_W": 128, "TILE": 512}
+    if name == "forward":
+        kernel, pointers = compiled.crop_forward_kernel, {"video_ptr": "*bf16", "centers_ptr": "*fp32", "out_ptr": "*bf16"}
+        constexprs = {"PADDING": 1, **tile}
+    elif name == "backward":
+        kernel = compiled.crop_backward_kernel
+        pointers = {"grad_out_ptr": "*fp16", "video_ptr": "*fp16", "centers_ptr": "*fp32", "grad_video_ptr": "*fp32",
+                    "partials_ptr": "*fp32"}
+        constexprs = {"PADDING": 0, "NEED_VIDEO": True, "NEED_CENTERS": True, **tile}
+    else:
+        kernel = compiled.crop_int_kernel
+        pointers = {"video_ptr": "*u8", "centers_ptr": "*fp64", "mean_ptr": "*fp32", "std_ptr": "*fp32", "out_ptr": "*fp16"}
+        constexprs = {"HAS_MEAN": True, "HAS_STD": True, "COMPUTE_FP64": False, **tile}
+    binary = _compile_for_sm90(kernel, pointers, constexprs, num_warps=4)
+    assert binary.asm["cubin"], "no cubin produced"
+
+
 def test_compiled_ops_reject_cpu_tensors():
     video = torch.zeros(1, 1, 2, 2, 2)
     centers = torch.ones(1, 1, 3)

@@ -26,16 +26,17 @@ INTERPRETED = bool(triton.knobs.runtime.interpret)
 # caps lower so modest test cubes already span several column tiles.
 MAX_BLOCK_W = 16 if INTERPRETED else 128
 
-
-def _configs(tiles, warps):
-    return [triton.Config({"TILE": tile}, num_warps=w) for tile in tiles for w in warps]
-
-
 if INTERPRETED:
     # One config: the autotuner then never benchmarks (benchmarking needs a GPU driver).
-    CONFIGS = _configs([256], [1])
+    CONFIGS = [triton.Config({"TILE": 256}, num_warps=1)]
 else:
-    CONFIGS = _configs([1024, 2048, 4096], [4, 8])
+    # 4 or 8 tile elements per thread. Measured with ptxas for sm_90 (fp32, BLOCK_W=128):
+    # the backward kernel needs ~95 registers at 4 elements per thread, ~250 at 8, and
+    # spills at 16 (TILE=4096 with 8 warps, or 2048 with 4); the forward spills at 32.
+    CONFIGS = [
+        triton.Config({"TILE": tile}, num_warps=warps)
+        for tile, warps in ((512, 4), (1024, 4), (1024, 8), (2048, 8))
+    ]
 
 # Rows per tile are TILE // BLOCK_W, so the smallest TILE bounds the number of
 # row tiles; the centre-gradient partials buffer is sized with it.
@@ -101,11 +102,22 @@ def _lerp(lo, hi, frac):
 
 
 @triton.jit
+def _add(a, b):
+    return a + b
+
+
+# tl.sum and tl.cdiv are themselves @triton.jit functions, compiled or interpreted
+# according to TRITON_INTERPRET when triton was first imported, so they do not
+# work in both copies of this file (see _loader.py); the kernels avoid them. The
+# interpreted copy reduces with triton's own sum combiner, which the interpreter
+# recognises and maps to numpy's sum (any other combiner runs element by element
+# in Python); the compiled copy with its own.
+SUM_COMBINE = tl.standard._sum_combine if INTERPRETED else _add
+
+
+@triton.jit
 def _tile_sum(x):
-    # tl.reduce with triton's own sum combiner: the interpreter maps that combiner
-    # to numpy's sum. (tl.sum and tl.cdiv are themselves @triton.jit functions, so
-    # the interpreted copy of this file cannot call them: see _loader.py.)
-    return tl.reduce(tl.reduce(x, 1, tl.standard._sum_combine), 0, tl.standard._sum_combine)
+    return tl.reduce(tl.reduce(x, 1, SUM_COMBINE), 0, SUM_COMBINE)
 
 
 @triton.jit
