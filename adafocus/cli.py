@@ -70,7 +70,8 @@ def _bench(args) -> int:
 def _demo(args) -> int:
     from adafocus.demo import run_demo
 
-    return run_demo(output_dir=args.output_dir, quick=args.quick, config_path=args.config)
+    return run_demo(output_dir=args.output_dir, quick=args.quick, config_path=args.config,
+                    parallel=False if args.sequential else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default="outputs/demo", help="where checkpoints, curves and plots go")
     p.add_argument("--config", default=None, help="demo config (default: configs/demo.yaml, or the built-in copy)")
     p.add_argument("--quick", action="store_true", help="a much smaller run (smoke test; numbers are not meaningful)")
+    p.add_argument("--sequential", action="store_true",
+                   help="train the two branches one after the other (default: in parallel, one process and thread each)")
     p.set_defaults(func=_demo)
     return parser
 

@@ -27,20 +27,6 @@ logger = logging.getLogger("adafocus.demo")
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.yaml")
 
-# Used when the package is installed without the repository's configs/ folder.
-BUILTIN_CONFIG = {
-    "model": {"preset": "tiny", "num_classes": 10, "glance_frames": 8, "glance_resolution": 8,
-              "glance_tiny_channels": [8, 16], "glance_tiny_stride": 1, "local_tiny_channels": [12, 24, 48],
-              "local_tiny_stride": 4, "policy_channels": 8, "cube_size": [1, 24, 24], "num_cubes": 4,
-              "mode": "deep_feature"},
-    "data": {"kind": "synthetic", "cache_dir": "~/.cache/adafocus",
-             "synthetic": {"num_frames": 16, "height": 48, "width": 48, "train_size": 2000, "val_size": 500,
-                           "test_size": 1000, "seed": 0}},
-    "train": {"epochs": 7, "random_policy_epochs": 3, "batch_size": 32, "optimizer": "adamw", "lr": 0.002,
-              "weight_decay": 0.0001, "warmup_epochs": 0.5, "grad_clip": 5.0, "seed": 0},
-    "eval": {"batch_size": 100, "budgets": 25},
-}
-
 QUICK_OVERRIDES = {"data": {"synthetic": {"train_size": 256, "val_size": 128, "test_size": 128}},
                    "train": {"epochs": 2, "random_policy_epochs": 1}}
 
@@ -57,8 +43,10 @@ def _merge(base: dict, extra: dict) -> dict:
 
 def demo_configs(output_dir: str, config_path: Optional[str] = None, quick: bool = False):
     """(learned-policy config, random-policy config), identical but for the mode and folder."""
-    path = config_path or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None)
-    values = load_yaml(path) if path else copy.deepcopy(BUILTIN_CONFIG)
+    path = config_path or DEFAULT_CONFIG
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"demo config {path} not found: run from the repository or pass --config")
+    values = load_yaml(path)
     if quick:
         values = _merge(values, QUICK_OVERRIDES)
     learned = _merge(values, {"model": {"mode": "deep_feature"},
@@ -118,13 +106,33 @@ def format_table(learned: dict, control: dict, seconds: float) -> str:
     return "\n".join(lines)
 
 
-def run_demo(output_dir: str = "outputs/demo", quick: bool = False, config_path: Optional[str] = None) -> int:
+def _train_and_evaluate(config_dict: dict) -> dict:
+    """One branch: resume from the shared warm-up checkpoint, train to the end, evaluate."""
+    from adafocus.evaluate import evaluate
+    from adafocus.train import Trainer
+
+    if not logging.getLogger().handlers:  # a spawned worker starts without logging set up
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                            datefmt="%H:%M:%S")
+    config = RunConfig.from_dict(config_dict)
+    trainer = Trainer(config, resume=True)
+    trainer.fit()
+    trainer.close()
+    return evaluate(config, progress=False)
+
+
+def run_demo(output_dir: str = "outputs/demo", quick: bool = False, config_path: Optional[str] = None,
+             parallel: Optional[bool] = None) -> int:
     from adafocus.data.synthetic import SyntheticConfig, load_split
-    from adafocus.evaluate import evaluate, plot_curve
+    from adafocus.evaluate import plot_curve
     from adafocus.train import Trainer
 
     start = time.time()
     learned_cfg, control_cfg = demo_configs(output_dir, config_path, quick)
+    if parallel is None:
+        parallel = (os.cpu_count() or 1) >= 2
+    if parallel:
+        learned_cfg.train.progress = control_cfg.train.progress = False
     warmup = learned_cfg.train.random_policy_epochs
     for folder in (learned_cfg.train.output_dir, control_cfg.train.output_dir):
         if os.path.exists(os.path.join(folder, "checkpoint.pt")):
@@ -145,18 +153,21 @@ def run_demo(output_dir: str = "outputs/demo", quick: bool = False, config_path:
     os.makedirs(control_cfg.train.output_dir, exist_ok=True)
     shutil.copyfile(trainer.checkpoint_path, os.path.join(control_cfg.train.output_dir, "checkpoint.pt"))
 
-    logger.info("AdaFocusV3 branch: the policy learns where to look (deep-feature crop gradient)")
-    trainer = Trainer(learned_cfg, resume=True)
-    trainer.fit()
-    trainer.close()
-    logger.info("control branch: random cubes")
-    trainer = Trainer(control_cfg, resume=True)
-    trainer.fit()
-    trainer.close()
+    branches = [learned_cfg.to_dict(), control_cfg.to_dict()]
+    if parallel:
+        # One process per branch, one thread each: the two branches use both cores, and
+        # tiny convolutions do not scale across threads anyway.
+        logger.info("training both branches in parallel: AdaFocusV3 (policy learns through the deep-feature "
+                    "crop gradient) and the control (random cubes)")
+        import multiprocessing
 
-    logger.info("evaluating both")
-    learned = evaluate(learned_cfg, progress=False)
-    control = evaluate(control_cfg, progress=False)
+        with multiprocessing.get_context("spawn").Pool(2) as pool:
+            learned, control = pool.map(_train_and_evaluate, branches)
+    else:
+        logger.info("AdaFocusV3 branch: the policy learns where to look (deep-feature crop gradient)")
+        learned = _train_and_evaluate(branches[0])
+        logger.info("control branch: random cubes")
+        control = _train_and_evaluate(branches[1])
     learned["comparison_png"] = os.path.join(output_dir, "curves.png")
     plot_curve(learned, learned["comparison_png"], others={"random policy, early exit": control})
     seconds = time.time() - start
