@@ -1,4 +1,4 @@
-// CUDA backward of cubecrop::crop_cubes: video and centre gradients.
+// CUDA backward of cubecrop::crop_cubes: video and centre gradients; host side in cuda_ops.cpp.
 //
 // Thread mapping (review note):
 //
@@ -26,13 +26,7 @@
 //   the window voxels of cubes k = 0 .. K-1 that land on it, in that order.
 // Indexing: 64-bit batch/cube base pointers; index_t (int32 or int64, chosen by
 // fits_int32) inside one batch item / cube.
-#include <ATen/Dispatch.h>
-#include <ATen/OpMathType.h>
-#include <torch/library.h>
-
-#include <tuple>
-
-#include "cuda_utils.cuh"
+#include "kernel_common.cuh"
 
 namespace cubecrop {
 namespace cuda {
@@ -40,11 +34,6 @@ namespace {
 
 using cuda_items::CubeGeometry;
 using cuda_items::CubeShape;
-
-// At most this many centre partials per cube (blockIdx.y chunks of a window).
-constexpr int64_t kMaxCentreChunks = 1024;
-// Cube geometries staged in shared memory at a time by the gather kernel.
-constexpr int kTile = 32;
 
 template <typename scalar_t, typename acc_t, typename grad_t, typename index_t>
 __global__ void __launch_bounds__(kThreads)
@@ -131,97 +120,87 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> crop_cubes_backward_cuda(const at::Tensor& grad_out_in, const at::Tensor& video,
-                                                            const at::Tensor& centers_in, at::IntArrayRef size_in,
-                                                            int64_t padding_mode, bool need_video_grad,
-                                                            bool need_centers_grad) {
-  TORCH_CHECK(video.defined() && video.is_cuda(), "video must be a CUDA tensor for the cuda backend");
-  TORCH_CHECK(video.dim() == 5, "video must be a 5-D tensor (N, C, T, H, W), got shape ", video.sizes());
-  const auto dtype = video.scalar_type();
-  TORCH_CHECK(dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kFloat || dtype == at::kDouble,
-              "video must be float16, bfloat16, float32 or float64, got ", dtype);
-  const auto acc_dtype = dtype == at::kDouble ? at::kDouble : at::kFloat;
-  check_centers(centers_in, video, acc_dtype);
-  const auto size = check_size(size_in);
-  TORCH_CHECK(padding_mode == kZeros || padding_mode == kBorder, "padding_mode must be 0 (zeros) or 1 (border), got ",
-              padding_mode);
-  TORCH_CHECK(padding_mode == kZeros || (video.size(2) > 0 && video.size(3) > 0 && video.size(4) > 0),
-              "border padding needs a video with T, H, W >= 1, got ", video.sizes());
-  check_cuda_tensor(grad_out_in, "grad_out", video);
-  const int64_t n = video.size(0), k = centers_in.size(1), c = video.size(1);
-  const std::vector<int64_t> out_shape{n, k, c, size[0], size[1], size[2]};
-  TORCH_CHECK(grad_out_in.sizes() == at::IntArrayRef(out_shape), "grad_out must have shape ", out_shape, ", got ",
-              grad_out_in.sizes());
-  TORCH_CHECK(grad_out_in.scalar_type() == dtype, "grad_out must have the video's dtype ", dtype, ", got ",
-              grad_out_in.scalar_type());
+template <typename scalar_t>
+using acc_type = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
-  const c10::cuda::CUDAGuard guard(video.device());
-  const at::Tensor centers = centers_in.contiguous();
-  const at::Tensor grad_out = grad_out_in.contiguous();
-  at::Tensor grad_video = need_video_grad ? at::empty(video.sizes(), video.options()) : at::empty({0}, video.options());
-  at::Tensor grad_centers = need_centers_grad ? at::zeros({n, k, 3}, centers.options()) : at::empty({0}, centers.options());
-  if (!need_video_grad && !need_centers_grad) return {grad_video, grad_centers};
-  if (grad_out.numel() == 0 || video.numel() == 0) {
-    grad_video.zero_();  // no cube reads any voxel; centre gradients stay 0
-    return {grad_video, grad_centers};
-  }
-
-  const int64_t cube_numel = c * size[0] * size[1] * size[2];
-  const int64_t window_numel = c * (size[0] + 1) * (size[1] + 1) * (size[2] + 1);
-  const int64_t voxels = c * video.size(2) * video.size(3) * video.size(4);
-  const bool use_int32 = fits_int32({batch_item_span(video), window_numel, voxels, k * cube_numel});
-  const bool deterministic = at::globalContext().deterministicAlgorithms();
-  const auto stream = at::cuda::getCurrentCUDAStream();
-
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "cubecrop_crop_cubes_backward_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    // fp16/bf16 gradients are accumulated by atomics into an fp32 buffer.
-    using grad_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-    dispatch_index_type(use_int32, [&](auto index_tag) {
-      using index_t = decltype(index_tag);
-      const auto shape = make_shape<index_t>(video, size, padding_mode);
-      const bool atomic_video = need_video_grad && !deterministic;
-      at::Tensor accumulator;  // where the atomics add
-      if (atomic_video) {
-        accumulator = std::is_same_v<grad_t, scalar_t>
-                          ? grad_video.zero_()
-                          : at::zeros(video.sizes(), video.options().dtype(c10::CppTypeToScalarType<grad_t>::value));
-      }
-      if (atomic_video || need_centers_grad) {
-        const dim3 grid = cube_grid(n * k, cuda_items::window_items_per_cube(shape), kMaxCentreChunks);
-        at::Tensor partials;
-        if (need_centers_grad) partials = at::empty({n * k, static_cast<int64_t>(grid.y), 3}, centers.options());
-        crop_backward_window_kernel<scalar_t, acc_t, grad_t, index_t><<<grid, kThreads, 0, stream>>>(
-            grad_out.const_data_ptr<scalar_t>(), video.const_data_ptr<scalar_t>(), video.stride(0),
-            centers.const_data_ptr<acc_t>(), k, shape, cube_numel, voxels,
-            atomic_video ? accumulator.mutable_data_ptr<grad_t>() : nullptr,
-            need_centers_grad ? partials.mutable_data_ptr<acc_t>() : nullptr);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-        if (need_centers_grad) {
-          const int64_t cubes = n * k;
-          const int blocks = static_cast<int>(std::min<int64_t>((cubes + kThreads - 1) / kThreads, 65535));
-          centre_grad_finalize_kernel<acc_t><<<blocks, kThreads, 0, stream>>>(
-              partials.const_data_ptr<acc_t>(), grid.y, centers.const_data_ptr<acc_t>(),
-              make_shape<int64_t>(video, size, padding_mode), cubes, grad_centers.mutable_data_ptr<acc_t>());
-          C10_CUDA_KERNEL_LAUNCH_CHECK();
-        }
-        if (atomic_video && !std::is_same_v<grad_t, scalar_t>) grad_video.copy_(accumulator);
-      }
-      if (need_video_grad && deterministic) {
-        const int64_t blocks_x = std::min<int64_t>((voxels + kThreads - 1) / kThreads, int64_t{1} << 20);
-        const dim3 grid(static_cast<unsigned>(blocks_x), static_cast<unsigned>(std::min<int64_t>(n, kMaxGridY)), 1);
-        crop_backward_gather_kernel<scalar_t, acc_t, index_t><<<grid, kThreads, 0, stream>>>(
-            grad_out.const_data_ptr<scalar_t>(), centers.const_data_ptr<acc_t>(), n, k, shape, cube_numel, voxels,
-            grad_video.mutable_data_ptr<scalar_t>());
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-      }
-    });
+template <typename scalar_t>
+void launch_window(const CropProblem& p, const void* grad_out, const void* video, const void* centers,
+                   void* grad_video_accum, void* centre_partials, void* grad_centers, cudaStream_t stream) {
+  using acc_t = acc_type<scalar_t>;
+  using grad_t = acc_t;  // fp16/bf16 gradients are accumulated by atomics into an fp32 buffer
+  const int64_t cube_numel = p.channels * p.size[0] * p.size[1] * p.size[2];
+  const int64_t voxels = p.channels * p.extent[0] * p.extent[1] * p.extent[2];
+  const int64_t cubes = p.batch * p.cubes_per_video;
+  const int64_t chunks = centre_chunks(p);
+  dispatch_index_type(p.use_int32, [&](auto index_tag) {
+    using index_t = decltype(index_tag);
+    const auto shape = make_shape<index_t>(p);
+    const dim3 grid = cube_grid(cubes, cuda_items::window_items_per_cube(shape), kMaxCentreChunks);
+    TORCH_CHECK(static_cast<int64_t>(grid.y) == chunks, "crop_cubes_backward (CUDA): centre chunk count mismatch");
+    crop_backward_window_kernel<scalar_t, acc_t, grad_t, index_t><<<grid, kThreads, 0, stream>>>(
+        static_cast<const scalar_t*>(grad_out), static_cast<const scalar_t*>(video), p.stride[0],
+        static_cast<const acc_t*>(centers), p.cubes_per_video, shape, cube_numel, voxels,
+        static_cast<grad_t*>(grad_video_accum), static_cast<acc_t*>(centre_partials));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {grad_video, grad_centers};
+  if (centre_partials != nullptr) {
+    const int blocks = static_cast<int>(std::min<int64_t>((cubes + kThreads - 1) / kThreads, kMaxGridY));
+    centre_grad_finalize_kernel<acc_t><<<blocks, kThreads, 0, stream>>>(
+        static_cast<const acc_t*>(centre_partials), chunks, static_cast<const acc_t*>(centers),
+        make_shape<int64_t>(p), cubes, static_cast<acc_t*>(grad_centers));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+}
+
+template <typename scalar_t>
+void launch_gather(const CropProblem& p, const void* grad_out, const void* centers, void* grad_video,
+                   cudaStream_t stream) {
+  using acc_t = acc_type<scalar_t>;
+  const int64_t cube_numel = p.channels * p.size[0] * p.size[1] * p.size[2];
+  const int64_t voxels = p.channels * p.extent[0] * p.extent[1] * p.extent[2];
+  dispatch_index_type(p.use_int32, [&](auto index_tag) {
+    using index_t = decltype(index_tag);
+    const int64_t blocks_x = std::min<int64_t>((voxels + kThreads - 1) / kThreads, int64_t{1} << 20);
+    const dim3 grid(static_cast<unsigned>(blocks_x), static_cast<unsigned>(std::min<int64_t>(p.batch, kMaxGridY)), 1);
+    crop_backward_gather_kernel<scalar_t, acc_t, index_t><<<grid, kThreads, 0, stream>>>(
+        static_cast<const scalar_t*>(grad_out), static_cast<const acc_t*>(centers), p.batch, p.cubes_per_video,
+        make_shape<index_t>(p), cube_numel, voxels, static_cast<scalar_t*>(grad_video));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
 }
 
 }  // namespace
+
+void launch_crop_backward_window(DType scalar, const CropProblem& p, const void* grad_out, const void* video,
+                                 const void* centers, void* grad_video_accum, void* centre_partials,
+                                 void* grad_centers, cudaStream_t stream) {
+  switch (scalar) {
+    case DType::kHalf:
+      return launch_window<c10::Half>(p, grad_out, video, centers, grad_video_accum, centre_partials, grad_centers,
+                                      stream);
+    case DType::kBFloat16:
+      return launch_window<c10::BFloat16>(p, grad_out, video, centers, grad_video_accum, centre_partials,
+                                          grad_centers, stream);
+    case DType::kFloat:
+      return launch_window<float>(p, grad_out, video, centers, grad_video_accum, centre_partials, grad_centers,
+                                  stream);
+    case DType::kDouble:
+      return launch_window<double>(p, grad_out, video, centers, grad_video_accum, centre_partials, grad_centers,
+                                   stream);
+    default: TORCH_CHECK(false, "crop_cubes_backward (CUDA): unsupported video dtype");
+  }
+}
+
+void launch_crop_backward_gather(DType scalar, const CropProblem& p, const void* grad_out, const void* centers,
+                                 void* grad_video, cudaStream_t stream) {
+  switch (scalar) {
+    case DType::kHalf: return launch_gather<c10::Half>(p, grad_out, centers, grad_video, stream);
+    case DType::kBFloat16: return launch_gather<c10::BFloat16>(p, grad_out, centers, grad_video, stream);
+    case DType::kFloat: return launch_gather<float>(p, grad_out, centers, grad_video, stream);
+    case DType::kDouble: return launch_gather<double>(p, grad_out, centers, grad_video, stream);
+    default: TORCH_CHECK(false, "crop_cubes_backward (CUDA): unsupported video dtype");
+  }
+}
+
 }  // namespace cuda
 }  // namespace cubecrop
-
-TORCH_LIBRARY_IMPL(cubecrop, CUDA, m) { m.impl("crop_cubes_backward", &cubecrop::cuda::crop_cubes_backward_cuda); }

@@ -1,4 +1,4 @@
-// CUDA forward of cubecrop::crop_cubes (trilinear cube crop).
+// CUDA forward of cubecrop::crop_cubes (trilinear cube crop); host side in cuda_ops.cpp.
 //
 // Thread mapping (review note):
 //   blockIdx.x = cube n * K + k. Thread 0 computes the cube's geometry (taps,
@@ -16,11 +16,7 @@
 //   Accumulation is in opmath (fp32 for fp16/bf16).
 // Indexing: 64-bit batch/cube base pointers; index_t (int32 or int64, chosen by
 // fits_int32) for every offset inside one batch item / cube.
-#include <ATen/Dispatch.h>
-#include <ATen/OpMathType.h>
-#include <torch/library.h>
-
-#include "cuda_utils.cuh"
+#include "kernel_common.cuh"
 
 namespace cubecrop {
 namespace cuda {
@@ -54,51 +50,35 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-at::Tensor crop_cubes_cuda(const at::Tensor& video, const at::Tensor& centers_in, at::IntArrayRef size_in,
-                           int64_t padding_mode) {
-  TORCH_CHECK(video.defined() && video.is_cuda(), "video must be a CUDA tensor for the cuda backend");
-  TORCH_CHECK(video.dim() == 5, "video must be a 5-D tensor (N, C, T, H, W), got shape ", video.sizes());
-  const auto dtype = video.scalar_type();
-  TORCH_CHECK(dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kFloat || dtype == at::kDouble,
-              "video must be float16, bfloat16, float32 or float64, got ", dtype);
-  const auto acc_dtype = dtype == at::kDouble ? at::kDouble : at::kFloat;
-  check_centers(centers_in, video, acc_dtype);
-  const auto size = check_size(size_in);
-  TORCH_CHECK(padding_mode == kZeros || padding_mode == kBorder, "padding_mode must be 0 (zeros) or 1 (border), got ",
-              padding_mode);
-  TORCH_CHECK(padding_mode == kZeros || (video.size(2) > 0 && video.size(3) > 0 && video.size(4) > 0),
-              "border padding needs a video with T, H, W >= 1, got ", video.sizes());
-
-  const c10::cuda::CUDAGuard guard(video.device());
-  const at::Tensor centers = centers_in.contiguous();
-  const int64_t n = video.size(0), k = centers.size(1), c = video.size(1);
-  at::Tensor out = at::empty({n, k, c, size[0], size[1], size[2]}, video.options());
-  if (out.numel() == 0) return out;
-  if (video.numel() == 0) return out.zero_();  // zeros padding everywhere
-
-  const int64_t cube_numel = c * size[0] * size[1] * size[2];
-  const bool use_int32 = fits_int32({batch_item_span(video), cube_numel});
-  const auto stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "cubecrop_crop_cubes_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    constexpr int VEC = cuda_items::vector_width(sizeof(scalar_t));
-    dispatch_index_type(use_int32, [&](auto index_tag) {
-      using index_t = decltype(index_tag);
-      const auto shape = make_shape<index_t>(video, size, padding_mode);
-      const bool strides_ok = cuda_items::strides_allow_packets(video.const_data_ptr(), sizeof(scalar_t), VEC,
-                                                                video.stride(0), shape);
-      const dim3 grid = cube_grid(n * k, cuda_items::forward_items_per_cube<VEC>(shape));
-      crop_forward_kernel<scalar_t, acc_t, index_t><<<grid, kThreads, 0, stream>>>(
-          video.const_data_ptr<scalar_t>(), video.stride(0), centers.const_data_ptr<acc_t>(), k, shape, strides_ok,
-          cube_numel, out.mutable_data_ptr<scalar_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
+template <typename scalar_t>
+void launch_typed(const CropProblem& p, const void* video, const void* centers, void* out, cudaStream_t stream) {
+  using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+  constexpr int VEC = cuda_items::vector_width(sizeof(scalar_t));
+  const int64_t cube_numel = p.channels * p.size[0] * p.size[1] * p.size[2];
+  dispatch_index_type(p.use_int32, [&](auto index_tag) {
+    using index_t = decltype(index_tag);
+    const auto shape = make_shape<index_t>(p);
+    const bool strides_ok = cuda_items::strides_allow_packets(video, sizeof(scalar_t), VEC, p.stride[0], shape);
+    const dim3 grid = cube_grid(p.batch * p.cubes_per_video, cuda_items::forward_items_per_cube<VEC>(shape));
+    crop_forward_kernel<scalar_t, acc_t, index_t><<<grid, kThreads, 0, stream>>>(
+        static_cast<const scalar_t*>(video), p.stride[0], static_cast<const acc_t*>(centers), p.cubes_per_video,
+        shape, strides_ok, cube_numel, static_cast<scalar_t*>(out));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return out;
 }
 
 }  // namespace
+
+void launch_crop_forward(DType scalar, const CropProblem& p, const void* video, const void* centers, void* out,
+                         cudaStream_t stream) {
+  switch (scalar) {
+    case DType::kHalf: return launch_typed<c10::Half>(p, video, centers, out, stream);
+    case DType::kBFloat16: return launch_typed<c10::BFloat16>(p, video, centers, out, stream);
+    case DType::kFloat: return launch_typed<float>(p, video, centers, out, stream);
+    case DType::kDouble: return launch_typed<double>(p, video, centers, out, stream);
+    default: TORCH_CHECK(false, "crop_cubes (CUDA): unsupported video dtype");
+  }
+}
+
 }  // namespace cuda
 }  // namespace cubecrop
-
-TORCH_LIBRARY_IMPL(cubecrop, CUDA, m) { m.impl("crop_cubes", &cubecrop::cuda::crop_cubes_cuda); }

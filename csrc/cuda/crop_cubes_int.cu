@@ -1,4 +1,4 @@
-// CUDA kernel of cubecrop::crop_cubes_int (test-time integer crop).
+// CUDA kernel of cubecrop::crop_cubes_int (test-time integer crop); host side in cuda_ops.cpp.
 //
 // Thread mapping (review note):
 //   blockIdx.x = cube n * K + k; thread 0 computes the cube's integer start
@@ -18,13 +18,9 @@
 //     (fp64 for fp64 output), for videos of uint8/fp16/bf16/fp32/fp64 and
 //     fp16/bf16/fp32/fp64 outputs, with 32-bit indexing.
 //   Anything else (an int32 video to fp32, a 64-bit-indexed normalised crop)
-//   copies first and normalises with ATen in fp64, like the reference.
-#include <ATen/Dispatch.h>
-#include <torch/library.h>
-
-#include <optional>
-
-#include "cuda_utils.cuh"
+//   copies first and normalises with ATen in fp64, like the reference
+//   (cuda_ops.cpp).
+#include "kernel_common.cuh"
 
 namespace cubecrop {
 namespace cuda {
@@ -60,119 +56,76 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <typename in_t, typename out_t, typename acc_t, typename index_t>
-void launch_crop_int(const at::Tensor& video, const at::Tensor& centers, const std::array<int64_t, 3>& size,
-                     const float* mean, const float* std, at::Tensor& out) {
+template <typename in_t, typename out_t, typename index_t>
+void launch_typed(const CropProblem& p, const void* video, const void* centers, const float* mean, const float* std,
+                  void* out, cudaStream_t stream) {
+  using acc_t = std::conditional_t<std::is_same_v<out_t, double>, double, float>;
   constexpr int VEC = cuda_items::vector_width(sizeof(in_t) > sizeof(out_t) ? sizeof(in_t) : sizeof(out_t));
-  const auto shape = make_shape<index_t>(video, size, kZeros);
-  const bool strides_ok =
-      cuda_items::strides_allow_packets(video.const_data_ptr(), sizeof(in_t), VEC, video.stride(0), shape);
-  const int64_t cubes = out.size(0) * out.size(1);
-  const dim3 grid = cube_grid(cubes, cuda_items::forward_items_per_cube<VEC>(shape));
-  const int64_t cube_numel = out.numel() / cubes;
-  crop_int_kernel<in_t, out_t, acc_t, index_t><<<grid, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-      static_cast<const in_t*>(video.const_data_ptr()), video.stride(0), centers.const_data_ptr<double>(),
-      centers.size(1), shape, strides_ok, mean, std, cube_numel, static_cast<out_t*>(out.mutable_data_ptr()));
+  const auto shape = make_shape<index_t>(p);
+  const bool strides_ok = cuda_items::strides_allow_packets(video, sizeof(in_t), VEC, p.stride[0], shape);
+  const dim3 grid = cube_grid(p.batch * p.cubes_per_video, cuda_items::forward_items_per_cube<VEC>(shape));
+  const int64_t cube_numel = p.channels * p.size[0] * p.size[1] * p.size[2];
+  crop_int_kernel<in_t, out_t, acc_t, index_t><<<grid, kThreads, 0, stream>>>(
+      static_cast<const in_t*>(video), p.stride[0], static_cast<const double*>(centers), p.cubes_per_video, shape,
+      strides_ok, mean, std, cube_numel, static_cast<out_t*>(out));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-// Copies in the video's own dtype, dispatched on the element width only.
-void copy_crop(const at::Tensor& video, const at::Tensor& centers, const std::array<int64_t, 3>& size, bool use_int32,
-               at::Tensor& out) {
-  dispatch_index_type(use_int32, [&](auto index_tag) {
-    using index_t = decltype(index_tag);
-    switch (video.element_size()) {
-      case 1: return launch_crop_int<uint8_t, uint8_t, float, index_t>(video, centers, size, nullptr, nullptr, out);
-      case 2: return launch_crop_int<uint16_t, uint16_t, float, index_t>(video, centers, size, nullptr, nullptr, out);
-      case 4: return launch_crop_int<uint32_t, uint32_t, float, index_t>(video, centers, size, nullptr, nullptr, out);
-      case 8: return launch_crop_int<uint64_t, uint64_t, float, index_t>(video, centers, size, nullptr, nullptr, out);
-      default: TORCH_CHECK(false, "crop_cubes_int: unsupported element size ", video.element_size());
-    }
-  });
+// Calls body(T{}) with the C++ type of a fused-kernel dtype.
+template <typename F>
+void dispatch_fused_type(DType t, F&& body) {
+  switch (t) {
+    case DType::kUInt8: return body(uint8_t{});
+    case DType::kHalf: return body(c10::Half{});
+    case DType::kBFloat16: return body(c10::BFloat16{});
+    case DType::kFloat: return body(float{});
+    case DType::kDouble: return body(double{});
+    default: TORCH_CHECK(false, "crop_cubes_int (CUDA): no fused kernel for this dtype");
+  }
 }
 
-bool fused_input(at::ScalarType t) {
-  return t == at::kByte || t == at::kHalf || t == at::kBFloat16 || t == at::kFloat || t == at::kDouble;
+}  // namespace
+
+bool crop_int_fused(DType in, DType out) {
+  const bool in_ok = in == DType::kUInt8 || in == DType::kHalf || in == DType::kBFloat16 || in == DType::kFloat ||
+                     in == DType::kDouble;
+  const bool out_ok = out == DType::kHalf || out == DType::kBFloat16 || out == DType::kFloat || out == DType::kDouble;
+  return in_ok && out_ok;
 }
 
-bool fused_output(at::ScalarType t) {
-  return t == at::kHalf || t == at::kBFloat16 || t == at::kFloat || t == at::kDouble;
-}
-
-void convert_crop(const at::Tensor& video, const at::Tensor& centers, const std::array<int64_t, 3>& size,
-                  const float* mean, const float* std, at::Tensor& out) {
-  AT_DISPATCH_FLOATING_TYPES_AND3(at::kByte, at::kHalf, at::kBFloat16, video.scalar_type(), "cubecrop_int_in", [&] {
-    using in_t = scalar_t;
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "cubecrop_int_out", [&] {
-      using out_t = scalar_t;
-      using acc_t = std::conditional_t<std::is_same_v<out_t, double>, double, float>;
-      launch_crop_int<in_t, out_t, acc_t, int32_t>(video, centers, size, mean, std, out);
+void launch_crop_int(DType in, DType out, const CropProblem& p, const void* video, const void* centers,
+                     const float* mean, const float* std, void* out_data, cudaStream_t stream) {
+  if (in == out && mean == nullptr && std == nullptr) {  // a copy: only the element width matters
+    dispatch_index_type(p.use_int32, [&](auto index_tag) {
+      using index_t = decltype(index_tag);
+      switch (in) {
+        case DType::kUInt8:
+          return launch_typed<uint8_t, uint8_t, index_t>(p, video, centers, nullptr, nullptr, out_data, stream);
+        case DType::kUInt16:
+        case DType::kHalf:
+        case DType::kBFloat16:
+          return launch_typed<uint16_t, uint16_t, index_t>(p, video, centers, nullptr, nullptr, out_data, stream);
+        case DType::kUInt32:
+        case DType::kFloat:
+          return launch_typed<uint32_t, uint32_t, index_t>(p, video, centers, nullptr, nullptr, out_data, stream);
+        case DType::kUInt64:
+        case DType::kDouble:
+          return launch_typed<uint64_t, uint64_t, index_t>(p, video, centers, nullptr, nullptr, out_data, stream);
+      }
+    });
+    return;
+  }
+  TORCH_CHECK(p.use_int32 && crop_int_fused(in, out), "crop_cubes_int (CUDA): no fused kernel for this case");
+  dispatch_fused_type(in, [&](auto in_tag) {
+    using in_t = decltype(in_tag);
+    dispatch_fused_type(out, [&](auto out_tag) {
+      using out_t = decltype(out_tag);
+      if constexpr (!std::is_same_v<out_t, uint8_t>) {
+        launch_typed<in_t, out_t, int32_t>(p, video, centers, mean, std, out_data, stream);
+      }
     });
   });
 }
 
-at::Tensor crop_cubes_int_cuda(const at::Tensor& video_in, const at::Tensor& centers_in, at::IntArrayRef size_in,
-                               bool channels_last, const std::optional<at::Tensor>& mean_in,
-                               const std::optional<at::Tensor>& std_in, at::ScalarType out_dtype) {
-  TORCH_CHECK(video_in.defined() && video_in.is_cuda(), "video must be a CUDA tensor for the cuda backend");
-  TORCH_CHECK(video_in.dim() == 5, "video must be a 5-D tensor ", channels_last ? "(N, T, H, W, C)" : "(N, C, T, H, W)",
-              ", got shape ", video_in.sizes());
-  TORCH_CHECK(!video_in.is_complex() && video_in.scalar_type() != at::kBool, "video must have a real dtype, got ",
-              video_in.scalar_type());
-  // The kernel works on the (N, C, T, H, W) view; channels-last is only a stride permutation.
-  const at::Tensor video = channels_last ? video_in.permute({0, 4, 1, 2, 3}) : video_in;
-  check_centers(centers_in, video, at::kDouble);
-  const auto size = check_size(size_in);
-  for (int a = 0; a < 3; ++a)
-    TORCH_CHECK(size[a] <= video.size(a + 2), "size ", size_in, " must fit inside the video's (T, H, W) = ",
-                video.sizes().slice(2), " for crop_cubes_int");
-  const int64_t c = video.size(1);
-  at::Tensor stats[2];
-  const char* names[2] = {"mean", "std"};
-  const std::optional<at::Tensor>* given[2] = {&mean_in, &std_in};
-  for (int i = 0; i < 2; ++i) {
-    if (!given[i]->has_value()) continue;
-    const at::Tensor& t = given[i]->value();
-    check_cuda_tensor(t, names[i], video);
-    TORCH_CHECK(t.scalar_type() == at::kFloat, names[i], " must be float32, got ", t.scalar_type());
-    TORCH_CHECK(t.dim() == 1 && t.size(0) == c, names[i], " must have one value per channel (", c, "), got shape ",
-                t.sizes());
-    stats[i] = t.contiguous();
-  }
-  const bool normalise = stats[0].defined() || stats[1].defined();
-  TORCH_CHECK(!normalise || at::isFloatingType(out_dtype), "out_dtype must be floating when mean/std are given, got ",
-              out_dtype);
-
-  const c10::cuda::CUDAGuard guard(video.device());
-  const at::Tensor centers = centers_in.contiguous();
-  const int64_t n = video.size(0), k = centers.size(1);
-  at::Tensor out = at::empty({n, k, c, size[0], size[1], size[2]}, video.options().dtype(out_dtype));
-  if (out.numel() == 0) return out;
-
-  const bool use_int32 = fits_int32({batch_item_span(video), out.numel() / (n * k)});
-  const float* mean = stats[0].defined() ? stats[0].const_data_ptr<float>() : nullptr;
-  const float* std = stats[1].defined() ? stats[1].const_data_ptr<float>() : nullptr;
-  if (!normalise && out_dtype == video.scalar_type()) {
-    copy_crop(video, centers, size, use_int32, out);
-  } else if (use_int32 && fused_input(video.scalar_type()) && fused_output(out_dtype)) {
-    convert_crop(video, centers, size, mean, std, out);
-  } else {
-    at::Tensor raw = at::empty({n, k, c, size[0], size[1], size[2]}, video.options());
-    copy_crop(video, centers, size, use_int32, raw);
-    if (!normalise) {
-      out.copy_(raw);
-    } else {
-      at::Tensor x = raw.to(at::kDouble);
-      if (stats[0].defined()) x = x - stats[0].to(at::kDouble).view({1, 1, c, 1, 1, 1});
-      if (stats[1].defined()) x = x / stats[1].to(at::kDouble).view({1, 1, c, 1, 1, 1});
-      out.copy_(x);
-    }
-  }
-  return out;
-}
-
-}  // namespace
 }  // namespace cuda
 }  // namespace cubecrop
-
-TORCH_LIBRARY_IMPL(cubecrop, CUDA, m) { m.impl("crop_cubes_int", &cubecrop::cuda::crop_cubes_int_cuda); }

@@ -1,0 +1,272 @@
+// Host side of the CUDA backend: argument checks, allocation, the 32/64-bit
+// index choice, the atomic-versus-deterministic choice, and the dispatcher
+// registration (TORCH_LIBRARY_IMPL(cubecrop, CUDA, m)). The kernels live in the
+// .cu files behind launch.h; this file is compiled by the host compiler once,
+// so nvcc's per-arch passes never parse ATen.
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <array>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <tuple>
+#include <vector>
+
+#include "cubecrop_math.h"
+#include "launch.h"
+
+namespace cubecrop {
+namespace cuda {
+namespace {
+
+DType to_dtype(at::ScalarType t) {
+  switch (t) {
+    case at::kHalf: return DType::kHalf;
+    case at::kBFloat16: return DType::kBFloat16;
+    case at::kFloat: return DType::kFloat;
+    case at::kDouble: return DType::kDouble;
+    case at::kByte: return DType::kUInt8;
+    default: break;
+  }
+  switch (at::elementSize(t)) {  // copy-only crops: any type of that width
+    case 1: return DType::kUInt8;
+    case 2: return DType::kUInt16;
+    case 4: return DType::kUInt32;
+    case 8: return DType::kUInt64;
+    default: TORCH_CHECK(false, "the cuda backend does not support dtype ", t);
+  }
+}
+
+void check_device(const at::Tensor& t, const char* name, const at::Tensor& video) {
+  TORCH_CHECK(t.defined(), name, " must be a tensor");
+  TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor for the cuda backend, got one on ", t.device());
+  TORCH_CHECK(t.device() == video.device(), name, " is on ", t.device(), " but the video is on ", video.device(),
+              ": put both on one device");
+}
+
+void check_video(const at::Tensor& video, const char* layout) {
+  TORCH_CHECK(video.defined() && video.is_cuda(), "video must be a CUDA tensor for the cuda backend");
+  TORCH_CHECK(video.dim() == 5, "video must be a 5-D tensor ", layout, ", got shape ", video.sizes());
+}
+
+void check_float_video(const at::Tensor& video) {
+  check_video(video, "(N, C, T, H, W)");
+  const auto t = video.scalar_type();
+  TORCH_CHECK(t == at::kHalf || t == at::kBFloat16 || t == at::kFloat || t == at::kDouble,
+              "video must be float16, bfloat16, float32 or float64, got ", t);
+}
+
+void check_centers(const at::Tensor& centers, const at::Tensor& video, at::ScalarType dtype) {
+  check_device(centers, "centers", video);
+  TORCH_CHECK(centers.dim() == 3 && centers.size(0) == video.size(0) && centers.size(2) == 3,
+              "centers must have shape (N=", video.size(0), ", K, 3), got ", centers.sizes());
+  TORCH_CHECK(centers.scalar_type() == dtype, "centers must be ", dtype, " here, got ", centers.scalar_type());
+}
+
+std::array<int64_t, 3> check_size(at::IntArrayRef size) {
+  TORCH_CHECK(size.size() == 3, "size must hold 3 values (Dt, Dh, Dw), got ", size.size());
+  TORCH_CHECK(size[0] >= 1 && size[1] >= 1 && size[2] >= 1, "size must be positive, got ", size);
+  return {size[0], size[1], size[2]};
+}
+
+void check_padding(const at::Tensor& video, int64_t padding_mode) {
+  TORCH_CHECK(padding_mode == kZeros || padding_mode == kBorder, "padding_mode must be 0 (zeros) or 1 (border), got ",
+              padding_mode);
+  TORCH_CHECK(padding_mode == kZeros || (video.size(2) > 0 && video.size(3) > 0 && video.size(4) > 0),
+              "border padding needs a video with T, H, W >= 1, got ", video.sizes());
+}
+
+// The largest element offset inside one batch item (dims 1..4), plus one.
+int64_t batch_item_span(const at::Tensor& t) {
+  int64_t span = 1;
+  for (int64_t d = 1; d < t.dim(); ++d) span += (t.size(d) - 1) * t.stride(d);
+  return span;
+}
+
+// 32-bit indexing when every per-batch-item / per-cube quantity is at most 2^30:
+// offsets then never come near overflow, even with the few voxels of padding and
+// the packet width that the index arithmetic adds. Batch and cube base pointers
+// are always formed in 64 bits, so a tensor of more than 2^31 elements in total
+// still runs the 32-bit kernels when each item is small.
+bool fits_int32(std::initializer_list<int64_t> quantities) {
+  for (int64_t q : quantities)
+    if (q > (int64_t{1} << 30)) return false;
+  return true;
+}
+
+// Problem description of an (N, C, T, H, W) view (any strides).
+CropProblem make_problem(const at::Tensor& video, int64_t cubes_per_video, const std::array<int64_t, 3>& size,
+                         int64_t padding_mode) {
+  CropProblem p;
+  p.batch = video.size(0);
+  p.cubes_per_video = cubes_per_video;
+  p.channels = video.size(1);
+  for (int a = 0; a < 3; ++a) {
+    p.extent[a] = video.size(a + 2);
+    p.size[a] = size[a];
+  }
+  for (int d = 0; d < 5; ++d) p.stride[d] = video.stride(d);
+  p.padding_mode = padding_mode;
+  return p;
+}
+
+at::ScalarType accumulation_type(at::ScalarType video) { return video == at::kDouble ? at::kDouble : at::kFloat; }
+
+at::Tensor crop_cubes_cuda(const at::Tensor& video, const at::Tensor& centers_in, at::IntArrayRef size_in,
+                           int64_t padding_mode) {
+  check_float_video(video);
+  check_centers(centers_in, video, accumulation_type(video.scalar_type()));
+  const auto size = check_size(size_in);
+  check_padding(video, padding_mode);
+
+  const c10::cuda::CUDAGuard guard(video.device());
+  const at::Tensor centers = centers_in.contiguous();
+  const int64_t n = video.size(0), k = centers.size(1), c = video.size(1);
+  at::Tensor out = at::empty({n, k, c, size[0], size[1], size[2]}, video.options());
+  if (out.numel() == 0) return out;
+  if (video.numel() == 0) return out.zero_();  // an empty extent: every tap reads zero padding
+
+  CropProblem p = make_problem(video, k, size, padding_mode);
+  p.use_int32 = fits_int32({batch_item_span(video), c * size[0] * size[1] * size[2]});
+  launch_crop_forward(to_dtype(video.scalar_type()), p, video.const_data_ptr(), centers.const_data_ptr(),
+                      out.mutable_data_ptr(), at::cuda::getCurrentCUDAStream());
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> crop_cubes_backward_cuda(const at::Tensor& grad_out_in, const at::Tensor& video,
+                                                            const at::Tensor& centers_in, at::IntArrayRef size_in,
+                                                            int64_t padding_mode, bool need_video_grad,
+                                                            bool need_centers_grad) {
+  check_float_video(video);
+  const auto dtype = video.scalar_type();
+  check_centers(centers_in, video, accumulation_type(dtype));
+  const auto size = check_size(size_in);
+  check_padding(video, padding_mode);
+  check_device(grad_out_in, "grad_out", video);
+  const int64_t n = video.size(0), k = centers_in.size(1), c = video.size(1);
+  const std::vector<int64_t> out_shape{n, k, c, size[0], size[1], size[2]};
+  TORCH_CHECK(grad_out_in.sizes() == at::IntArrayRef(out_shape), "grad_out must have shape ", at::IntArrayRef(out_shape),
+              ", got ", grad_out_in.sizes());
+  TORCH_CHECK(grad_out_in.scalar_type() == dtype, "grad_out must have the video's dtype ", dtype, ", got ",
+              grad_out_in.scalar_type());
+
+  const c10::cuda::CUDAGuard guard(video.device());
+  const at::Tensor centers = centers_in.contiguous();
+  const at::Tensor grad_out = grad_out_in.contiguous();
+  at::Tensor grad_video = need_video_grad ? at::empty(video.sizes(), video.options()) : at::empty({0}, video.options());
+  at::Tensor grad_centers = need_centers_grad ? at::zeros({n, k, 3}, centers.options()) : at::empty({0}, centers.options());
+  if (!need_video_grad && !need_centers_grad) return {grad_video, grad_centers};
+  if (grad_out.numel() == 0 || video.numel() == 0) {
+    grad_video.zero_();  // no cube reads any voxel; the centre gradients stay 0
+    return {grad_video, grad_centers};
+  }
+
+  CropProblem p = make_problem(video, k, size, padding_mode);
+  const int64_t cube_numel = c * size[0] * size[1] * size[2];
+  const int64_t window_numel = c * (size[0] + 1) * (size[1] + 1) * (size[2] + 1);
+  const int64_t voxels = c * video.size(2) * video.size(3) * video.size(4);
+  p.use_int32 = fits_int32({batch_item_span(video), window_numel, voxels, k * cube_numel});
+  const DType scalar = to_dtype(dtype);
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  const bool deterministic = at::globalContext().deterministicAlgorithms();
+  const bool atomic_video = need_video_grad && !deterministic;
+
+  if (atomic_video || need_centers_grad) {
+    at::Tensor accumulator;  // where the atomics add: the gradient itself, or fp32 for fp16/bf16
+    if (atomic_video) {
+      accumulator = (dtype == at::kFloat || dtype == at::kDouble)
+                        ? grad_video.zero_()
+                        : at::zeros(video.sizes(), video.options().dtype(at::kFloat));
+    }
+    at::Tensor partials;
+    if (need_centers_grad) partials = at::empty({n * k, centre_chunks(p), 3}, centers.options());
+    launch_crop_backward_window(scalar, p, grad_out.const_data_ptr(), video.const_data_ptr(), centers.const_data_ptr(),
+                                atomic_video ? accumulator.mutable_data_ptr() : nullptr,
+                                need_centers_grad ? partials.mutable_data_ptr() : nullptr,
+                                need_centers_grad ? grad_centers.mutable_data_ptr() : nullptr, stream);
+    if (atomic_video && !accumulator.is_same(grad_video)) grad_video.copy_(accumulator);
+  }
+  if (need_video_grad && deterministic) {
+    launch_crop_backward_gather(scalar, p, grad_out.const_data_ptr(), centers.const_data_ptr(),
+                                grad_video.mutable_data_ptr(), stream);
+  }
+  return {grad_video, grad_centers};
+}
+
+at::Tensor crop_cubes_int_cuda(const at::Tensor& video_in, const at::Tensor& centers_in, at::IntArrayRef size_in,
+                               bool channels_last, const std::optional<at::Tensor>& mean_in,
+                               const std::optional<at::Tensor>& std_in, at::ScalarType out_dtype) {
+  check_video(video_in, channels_last ? "(N, T, H, W, C)" : "(N, C, T, H, W)");
+  TORCH_CHECK(!video_in.is_complex() && video_in.scalar_type() != at::kBool, "video must have a real dtype, got ",
+              video_in.scalar_type());
+  // The kernels work on the (N, C, T, H, W) view; channels-last is only a stride permutation.
+  const at::Tensor video = channels_last ? video_in.permute({0, 4, 1, 2, 3}) : video_in;
+  check_centers(centers_in, video, at::kDouble);
+  const auto size = check_size(size_in);
+  for (int a = 0; a < 3; ++a)
+    TORCH_CHECK(size[a] <= video.size(a + 2), "size ", size_in, " must fit inside the video's (T, H, W) = ",
+                video.sizes().slice(2), " for crop_cubes_int");
+  const int64_t c = video.size(1);
+  at::Tensor stats[2];
+  const char* names[2] = {"mean", "std"};
+  const std::optional<at::Tensor>* given[2] = {&mean_in, &std_in};
+  for (int i = 0; i < 2; ++i) {
+    if (!given[i]->has_value()) continue;
+    const at::Tensor& t = given[i]->value();
+    check_device(t, names[i], video);
+    TORCH_CHECK(t.scalar_type() == at::kFloat, names[i], " must be float32, got ", t.scalar_type());
+    TORCH_CHECK(t.dim() == 1 && t.size(0) == c, names[i], " must have one value per channel (", c, "), got shape ",
+                t.sizes());
+    stats[i] = t.contiguous();
+  }
+  const bool normalise = stats[0].defined() || stats[1].defined();
+  TORCH_CHECK(!normalise || at::isFloatingType(out_dtype), "out_dtype must be floating when mean/std are given, got ",
+              out_dtype);
+
+  const c10::cuda::CUDAGuard guard(video.device());
+  const at::Tensor centers = centers_in.contiguous();
+  const int64_t n = video.size(0), k = centers.size(1);
+  at::Tensor out = at::empty({n, k, c, size[0], size[1], size[2]}, video.options().dtype(out_dtype));
+  if (out.numel() == 0) return out;
+
+  CropProblem p = make_problem(video, k, size, kZeros);
+  p.use_int32 = fits_int32({batch_item_span(video), out.numel() / (n * k)});
+  const auto stream = at::cuda::getCurrentCUDAStream();
+  const float* mean = stats[0].defined() ? stats[0].const_data_ptr<float>() : nullptr;
+  const float* std = stats[1].defined() ? stats[1].const_data_ptr<float>() : nullptr;
+  const DType in_type = to_dtype(video.scalar_type());
+  if (!normalise && out_dtype == video.scalar_type()) {
+    launch_crop_int(in_type, in_type, p, video.const_data_ptr(), centers.const_data_ptr(), nullptr, nullptr,
+                    out.mutable_data_ptr(), stream);
+    return out;
+  }
+  const bool fused_types = video.scalar_type() == at::kByte || at::isFloatingType(video.scalar_type());
+  if (p.use_int32 && fused_types && at::isFloatingType(out_dtype) &&
+      crop_int_fused(in_type, to_dtype(out_dtype))) {
+    launch_crop_int(in_type, to_dtype(out_dtype), p, video.const_data_ptr(), centers.const_data_ptr(), mean, std,
+                    out.mutable_data_ptr(), stream);
+    return out;
+  }
+  // No fused kernel for this pair: crop in the video's dtype, then cast/normalise in fp64 like the reference.
+  at::Tensor raw = at::empty({n, k, c, size[0], size[1], size[2]}, video.options());
+  launch_crop_int(in_type, in_type, p, video.const_data_ptr(), centers.const_data_ptr(), nullptr, nullptr,
+                  raw.mutable_data_ptr(), stream);
+  if (!normalise) return out.copy_(raw);
+  at::Tensor x = raw.to(at::kDouble);
+  if (stats[0].defined()) x = x - stats[0].to(at::kDouble).view({1, 1, c, 1, 1, 1});
+  if (stats[1].defined()) x = x / stats[1].to(at::kDouble).view({1, 1, c, 1, 1, 1});
+  return out.copy_(x);
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace cubecrop
+
+TORCH_LIBRARY_IMPL(cubecrop, CUDA, m) {
+  m.impl("crop_cubes", &cubecrop::cuda::crop_cubes_cuda);
+  m.impl("crop_cubes_backward", &cubecrop::cuda::crop_cubes_backward_cuda);
+  m.impl("crop_cubes_int", &cubecrop::cuda::crop_cubes_int_cuda);
+}

@@ -1,0 +1,75 @@
+// The interface between the host code (cuda_ops.cpp: ATen, checks, allocation,
+// dispatcher registration) and the kernels (*.cu). It holds no ATen types on
+// purpose: the .cu files then include only light c10 headers, and nvcc's four
+// device passes (sm_80/86/89/90) do not each parse all of ATen (about 60 s of
+// CPU per pass and file). That keeps the CUDA build to about a minute.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace cubecrop {
+namespace cuda {
+
+// Element types the launchers dispatch on (the host maps at::ScalarType here).
+// kUInt8..kUInt64 also stand for any type of that width in copy-only crops.
+enum class DType : int { kHalf, kBFloat16, kFloat, kDouble, kUInt8, kUInt16, kUInt32, kUInt64 };
+
+// Every kernel runs 256 threads per block (8 warps); the block reduction is written for it.
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+// gridDim.y is limited to 65535; the grid-stride loops cover whatever lies past it.
+constexpr int64_t kMaxGridY = 65535;
+// At most this many centre-gradient partials (blockIdx.y chunks) per cube.
+constexpr int64_t kMaxCentreChunks = 1024;
+// Cube geometries the deterministic gather stages in shared memory at a time.
+constexpr int kTile = 32;
+
+// One crop problem on an (N, C, T, H, W) input view with any strides.
+struct CropProblem {
+  int64_t batch = 0;            // N
+  int64_t cubes_per_video = 0;  // K
+  int64_t channels = 0;         // C
+  int64_t extent[3] = {0, 0, 0};
+  int64_t size[3] = {0, 0, 0};
+  int64_t stride[5] = {0, 0, 0, 0, 0};  // input strides (n, c, t, h, w), in elements
+  int64_t padding_mode = 0;
+  bool use_int32 = true;  // offsets inside one batch item / cube fit int32 (see cuda_ops.cpp)
+};
+
+// blockIdx.y chunks of the backward window kernel of one cube = centre partials per cube.
+inline int64_t centre_chunks(const CropProblem& p) {
+  const int64_t items = p.channels * (p.size[0] + 1) * (p.size[1] + 1) * (p.size[2] + 1);
+  const int64_t chunks = (items + kThreads - 1) / kThreads;
+  return chunks < 1 ? 1 : (chunks > kMaxCentreChunks ? kMaxCentreChunks : chunks);
+}
+
+// out: contiguous (N, K, C, Dt, Dh, Dw). centers: contiguous (N, K, 3) in the accumulation
+// type (double for kDouble, else float).
+void launch_crop_forward(DType scalar, const CropProblem& p, const void* video, const void* centers, void* out,
+                         cudaStream_t stream);
+
+// The fused backward over each cube's window. grad_video_accum: zeroed contiguous
+// (N, C, T, H, W) buffer of float (kHalf/kBFloat16/kFloat) or double (kDouble) that
+// receives atomicAdds, or null. centre_partials: (N*K, centre_chunks(p), 3) scratch of the
+// accumulation type, and grad_centers: (N, K, 3) output of that type; both null or both set.
+void launch_crop_backward_window(DType scalar, const CropProblem& p, const void* grad_out, const void* video,
+                                 const void* centers, void* grad_video_accum, void* centre_partials,
+                                 void* grad_centers, cudaStream_t stream);
+
+// The deterministic video gradient: writes every element of the contiguous (N, C, T, H, W)
+// grad_video (the video's dtype).
+void launch_crop_backward_gather(DType scalar, const CropProblem& p, const void* grad_out, const void* centers,
+                                 void* grad_video, cudaStream_t stream);
+
+// Whether launch_crop_int has a fused kernel for this (video, output) pair (32-bit indexing only).
+bool crop_int_fused(DType in, DType out);
+
+// crop_cubes_int: in == out without mean/std is a copy (any type of that width); otherwise
+// a fused pair (crop_int_fused). centers: contiguous (N, K, 3) double. mean/std: (C,) or null.
+void launch_crop_int(DType in, DType out, const CropProblem& p, const void* video, const void* centers,
+                     const float* mean, const float* std, void* out_data, cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace cubecrop
