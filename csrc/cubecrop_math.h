@@ -22,9 +22,13 @@
 #endif
 
 // Loop unrolling hint that every compiler understands (host GCC warns on a bare `#pragma unroll`).
-// nvcc hands `#pragma unroll` of __host__ __device__ code to the host compiler too, so
-// only the device pass (__CUDA_ARCH__) gets it; nvcc's host pass with GCC takes the GCC form.
-#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__) || defined(__clang__)
+// Only nvcc's device pass (__CUDA_ARCH__) gets the hint: its host pass hands `#pragma unroll`
+// to GCC (-Wunknown-pragmas) and rejects `#pragma GCC unroll` itself (warning #1675-D).
+#if defined(__CUDA_ARCH__) || defined(__HIP_DEVICE_COMPILE__)
+#define CUBECROP_UNROLL _Pragma("unroll")
+#elif defined(__CUDACC__) || defined(__HIPCC__)
+#define CUBECROP_UNROLL
+#elif defined(__clang__)
 #define CUBECROP_UNROLL _Pragma("unroll")
 #elif defined(__GNUC__)
 #define CUBECROP_UNROLL _Pragma("GCC unroll 8")
