@@ -124,6 +124,15 @@ def test_cuda_availability_matches_the_machine():
         assert not triton_backend.is_available("cuda")
 
 
+def test_gpu_ops_are_registered_only_with_a_gpu():
+    # Registering the GPU triton_ops imports torch._inductor (seconds), which CPU-only
+    # users of cubecrop.available_backends should not pay.
+    from cubecrop.triton import _ops
+
+    assert (_ops.compiled_crop_cubes is not None) == torch.cuda.is_available()
+    assert hasattr(torch.ops.cubecrop, "triton_crop_cubes") == torch.cuda.is_available()
+
+
 def test_both_kernel_copies_load_without_touching_the_environment():
     before = os.environ.get("TRITON_INTERPRET")
     interpreted, compiled = load_kernels(True), load_kernels(False)
@@ -173,6 +182,7 @@ def test_compiled_kernels_build_for_a_gpu(name):
     assert binary.asm["cubin"], "no cubin produced"
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the GPU op family is registered only with a GPU")
 def test_compiled_ops_reject_cpu_tensors():
     video = torch.zeros(1, 1, 2, 2, 2)
     centers = torch.ones(1, 1, 3)

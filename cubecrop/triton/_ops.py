@@ -1,7 +1,8 @@
 """torch.library registration of the Triton backend: two op families, one per kernel copy.
 
     cubecrop::triton_crop_cubes, ::triton_crop_cubes_backward, ::triton_crop_cubes_int
-        GPU tensors, compiled kernels. Registered with torch.library.triton_op and
+        GPU tensors, compiled kernels; registered only when torch sees a GPU.
+        Registered with torch.library.triton_op and
         launched through wrap_triton, so torch.compile traces into the kernels
         (the fake kernel is the traced body itself).
     cubecrop::triton_interpret_crop_cubes, ::triton_interpret_crop_cubes_backward,
@@ -115,5 +116,12 @@ def _register_family(prefix: str, interpreted: bool):
     return crop_cubes, crop_cubes_int
 
 
-compiled_crop_cubes, compiled_crop_cubes_int = _register_family("triton_", interpreted=False)
 interpreted_crop_cubes, interpreted_crop_cubes_int = _register_family("triton_interpret_", interpreted=True)
+
+# The GPU family only where a GPU can exist: registering a triton_op analyses its
+# body with torch._inductor, an import that costs seconds, which CPU-only users
+# (every caller of cubecrop.available_backends) should not pay.
+if torch.cuda.is_available():
+    compiled_crop_cubes, compiled_crop_cubes_int = _register_family("triton_", interpreted=False)
+else:
+    compiled_crop_cubes = compiled_crop_cubes_int = None
