@@ -46,14 +46,31 @@ def test_low_precision_matches_reference(backend, dtype, padding_mode):
     check_against_reference(backend, video, centers, size, padding_mode)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16], ids=str)
 @pytest.mark.parametrize("padding_mode", PADDING_MODES)
-def test_overlapping_cubes(backend, padding_mode):
-    # K cubes within a voxel of each other: their video gradients add up in the same voxels.
+def test_overlapping_cubes(backend, padding_mode, dtype):
+    # K cubes within a voxel of each other: their video gradients add up in the same voxels
+    # (atomics or a fixed-order sum on GPU; fp16 must still accumulate in fp32).
     gen = torch.Generator().manual_seed(13)
     (shape, k), size = backend.budget((2, 2, 5, 6, 6), 4), (3, 4, 3)
-    video = make_video(shape, torch.float64, backend.device, generator=gen)
-    centers = overlapping_centers(shape[0], k, shape[2:], size, device=backend.device, generator=gen)
+    video = make_video(shape, dtype, backend.device, generator=gen)
+    center_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    centers = overlapping_centers(shape[0], k, shape[2:], size, center_dtype, backend.device, gen)
     check_against_reference(backend, video, centers, size, padding_mode)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_larger_cubes_span_several_tiles(backend, dtype):
+    # Rows wider than one block (Dw = 65 > 64) and many voxels per cube, so GPU kernels
+    # run several tiles per cube and reduce the centre gradient across them.
+    if backend.interpreted:
+        pytest.skip("too many programs for the Triton interpreter")
+    gen = torch.Generator().manual_seed(25)
+    shape, size = (2, 3, 6, 40, 72), (3, 33, 65)
+    video = make_video(shape, dtype, backend.device, "channels_last_3d", gen)
+    center_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    centers = make_centers(2, 3, shape[2:], size, "any", center_dtype, backend.device, gen, margin=1e-3)
+    check_against_reference(backend, video, centers, size, "border")
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
