@@ -50,11 +50,11 @@ class SyntheticConfig:
     val_size: int = 500
     test_size: int = 1000
     seed: int = 0
-    digit_size: Tuple[int, int] = (8, 12)  # target side in pixels, inclusive range
+    digit_size: Tuple[int, int] = (10, 14)  # target side in pixels, inclusive range
     duration: Tuple[int, int] = (3, 6)  # frames the target is visible, inclusive range
-    contrast: Tuple[float, float] = (0.55, 1.0)
-    noise: Tuple[float, float] = (0.02, 0.10)  # std of per-pixel noise
-    num_distractors: Tuple[int, int] = (2, 4)
+    contrast: Tuple[float, float] = (0.7, 1.0)
+    noise: Tuple[float, float] = (0.02, 0.08)  # std of per-pixel noise
+    num_distractors: Tuple[int, int] = (1, 3)
     num_clutter: Tuple[int, int] = (3, 6)
     eval_digit_fraction: float = 0.25  # share of the digit images kept for val/test only
 
@@ -275,3 +275,36 @@ class SyntheticVideos(Dataset):
             "difficulty": difficulty,
             "index": index,
         }
+
+
+def render_digit_patches(count: int, size: int, config: SyntheticConfig, seed: int, split: str = "train"):
+    """Still images for pretraining fL (the demo's stand-in for ImageNet pretraining).
+
+    Each (size x size) patch has the video's kind of background, noise and
+    clutter and one handwritten digit (the split's digit pool) in a random
+    colour -- red or a distractor colour, so nothing here says which colour
+    matters -- at a random place. Returns uint8 (count, size, size, 3) and
+    labels (count,).
+    """
+    images, labels = _digit_images()
+    pool = _digit_pool(split, config.eval_digit_fraction)
+    rng = np.random.default_rng([seed, SPLITS[split], 999])
+    colors = (TARGET_COLOR,) + DISTRACTOR_COLORS
+    patches = np.empty((count, size, size, 3), np.uint8)
+    out_labels = np.empty(count, np.int64)
+    for i in range(count):
+        frame = np.full((1, size, size, 3), rng.uniform(0.05, 0.25), np.float32)
+        for _ in range(rng.integers(0, 3)):
+            side = int(rng.integers(3, 7))
+            y, x = rng.integers(0, size - side + 1, size=2)
+            color = np.asarray(DISTRACTOR_COLORS[rng.integers(len(DISTRACTOR_COLORS))], np.float32)
+            _paste(frame, np.ones((side, side), np.float32), color, rng.uniform(0.3, 0.8), 0, 1, int(y), int(x))
+        side = int(rng.integers(config.digit_size[0], min(config.digit_size[1], size) + 1))
+        digit = int(pool[rng.integers(len(pool))])
+        y, x = rng.integers(0, size - side + 1, size=2)
+        color = np.asarray(colors[rng.integers(len(colors))], np.float32)
+        _paste(frame, _resize(images[digit], side), color, rng.uniform(*config.contrast), 0, 1, int(y), int(x))
+        frame += rng.standard_normal(size=frame.shape, dtype=np.float32) * np.float32(rng.uniform(*config.noise))
+        patches[i] = (np.clip(frame[0], 0, 1) * 255 + 0.5).astype(np.uint8)
+        out_labels[i] = labels[digit]
+    return patches, out_labels
