@@ -179,3 +179,22 @@ def test_bad_arguments_name_the_argument():
         ops.crop_cubes_int(video, centers.double(), [5, 2, 2], False, None, None, torch.float32)
     with pytest.raises(RuntimeError, match="mean"):
         ops.crop_cubes_int(video, centers.double(), [2, 2, 2], False, torch.zeros(2), None, torch.float32)
+
+
+def test_benchmark_baselines_compute_the_same_crop():
+    # bench_ops.py compares against grid_sample and slicing: they must do the same crop.
+    from benchmarks import workloads as wl
+
+    w = wl.tsm_workload(quick=True)
+    ours = cubecrop.crop_cubes(w.video, w.centers, w.size, backend="cpu")
+    grid = wl.cube_grid(w.centers, w.size, w.video.shape[2:])
+    theirs = wl.grid_sample_as_cubes(wl.grid_sample_crop(w.video, grid), w.centers.shape[1])
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    f = wl.feature_workload(quick=True)
+    ours = cubecrop.feature_offset_crop(f.features, f.centers, f.origin, f.stride, backend="cpu")
+    grid = wl.cube_grid(f.offsets, f.size, f.features.shape[2:])
+    torch.testing.assert_close(ours, wl.grid_sample_crop(f.features, grid), rtol=1e-5, atol=1e-5)
+    i = wl.int_workload(quick=True)
+    starts = wl.integer_starts(i.centers, i.size, i.video.shape[1:4])
+    ours = cubecrop.crop_cubes_int(i.video, i.centers, i.size, channels_last=True, mean=i.mean, std=i.std, backend="cpu")
+    torch.testing.assert_close(ours, wl.convert_normalise_slice(i.video, starts, i.size, i.mean, i.std))
