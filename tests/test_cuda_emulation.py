@@ -243,3 +243,14 @@ def test_int_copy_by_element_width(emu, dtype, layout):
         expected = _int_reference(video, centers, size, layout == "channels_last")
         assert torch.equal(out, expected)
         assert (packets > 0) == (layout == "contiguous")
+
+
+def test_cuda_build_registers_every_op():
+    """A FORCE_CUDA=1 build (CI can build without a GPU) must register all three ops for CUDA."""
+    from cubecrop._extension import has_kernel
+
+    ops = ("crop_cubes", "crop_cubes_backward", "crop_cubes_int")
+    registered = [has_kernel(op, "CUDA") for op in ops]
+    if not any(registered):
+        pytest.skip("the extension was built without the CUDA kernels (FORCE_CUDA=1 builds them)")
+    assert all(registered), dict(zip(ops, registered))
