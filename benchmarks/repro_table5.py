@@ -63,6 +63,42 @@ def markdown(table: dict) -> str:
     return "\n".join(lines)
 
 
+def parallel_and_merge(args, argv) -> int:
+    """--jobs N: one child process per seed (its own --out), then merge; --merge: merge only."""
+    import json
+    import subprocess
+
+    names = args.merge
+    if not names:
+        names, children = [], []
+        for seed in args.seeds:
+            name = args.out.replace(".json", f"_seed{seed}.json")
+            names.append(name)
+            cmd = [sys.executable, os.path.abspath(__file__), "--config", args.config, "--seeds", str(seed),
+                   "--modes", *args.modes, "--out", name] + (["--fresh"] if args.fresh else [])
+            log = open(os.path.join(rc.RESULTS, "..", "..", "outputs", "repro", f"table5_seed{seed}.log"), "w")
+            children.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
+            while sum(c.poll() is None for c in children) >= args.jobs:
+                time.sleep(5)
+        for child in children:
+            child.wait()
+    runs, machines = {}, []
+    for name in names:
+        with open(os.path.join(rc.RESULTS, name)) as f:
+            part = json.load(f)
+        runs.update(part["runs"])
+        machines.append(part["machine"])
+    table = summarise(runs)
+    rc.write_json(args.out, {"config": rc.run_config(args.config).to_dict(), "machine": machines, "runs": runs,
+                             "table": table, "merged_from": names,
+                             "command": "python benchmarks/repro_table5.py " + " ".join(argv or sys.argv[1:])})
+    text = markdown(table)
+    print(text)
+    with open(os.path.join(rc.RESULTS, args.out.replace(".json", ".md")), "w") as f:
+        f.write(text + "\n")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=os.path.join(rc.ROOT, "configs", "repro_table5.yaml"))
@@ -70,11 +106,17 @@ def main(argv=None) -> int:
     parser.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
     parser.add_argument("--out", default="repro_table5.json", help="file name under benchmarks/results/")
     parser.add_argument("--fresh", action="store_true", help="forget earlier runs recorded in --out")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="run the seeds in this many parallel processes (one JSON per seed, merged at the end)")
+    parser.add_argument("--merge", nargs="*", default=None,
+                        help="only merge these per-seed JSON files (names under benchmarks/results/) into --out")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     import json
 
+    if args.merge is not None or args.jobs > 1:
+        return parallel_and_merge(args, argv)
     out_path = os.path.join(rc.RESULTS, args.out)
     runs = {}
     if os.path.exists(out_path) and not args.fresh:
