@@ -34,12 +34,10 @@ bench: build
 demo: build
 	$(PY) -m adafocus demo --output-dir outputs/demo
 
-# On a GPU machine (no internet): build in place with the CUDA kernels, run the
-# GPU tests and the kernel benchmark, and write results to benchmarks/results/.
+# On a GPU machine (no internet): build in place with the CUDA kernels, run the GPU
+# tests and the kernel benchmark; results land in benchmarks/results/gpu_check_*.
 gpu-check:
-	FORCE_CUDA=1 python3 setup.py build_ext --inplace
-	python3 -m pytest -q -rs tests -k "cuda or triton" 2>&1 | tee benchmarks/results/gpu_tests.log
-	python3 benchmarks/bench_ops.py --device cuda --out benchmarks/results/bench_ops_cuda.json
+	bash scripts/gpu_check.sh
 
 clean:
 	rm -rf build *.egg-info cubecrop/*.so
