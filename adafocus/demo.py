@@ -152,6 +152,10 @@ def run_demo(output_dir: str = "outputs/demo", quick: bool = False, config_path:
         load_split(synthetic, split, learned_cfg.data.cache_dir)
     logger.info("data ready in %.0fs", time.time() - start)
 
+    if learned_cfg.train.threads > 0:
+        import torch
+
+        torch.set_num_threads(learned_cfg.train.threads)
     # Stage 0: fL learns to read digits on still patches (the stand-in for ImageNet weights).
     weights = os.path.join(output_dir, "local_pretrained.pt")
     pretrain = pretrain_local(learned_cfg.model_config(), synthetic, weights, steps=20 if quick else PRETRAIN_STEPS,

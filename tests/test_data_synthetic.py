@@ -42,7 +42,7 @@ def test_target_box_holds_the_red_digit():
 
 
 def test_labels_cover_all_classes():
-    config = SyntheticConfig(num_frames=6, height=24, width=24, digit_size=(8, 8))
+    config = SyntheticConfig(num_frames=6, height=24, width=24, digit_size=(8, 8), duration=(2, 4))
     labels = {render_video(config, "train", i)[1] for i in range(200)}
     assert labels == set(range(10))
 

@@ -51,7 +51,7 @@ class SyntheticConfig:
     test_size: int = 1000
     seed: int = 0
     digit_size: Tuple[int, int] = (10, 14)  # target side in pixels, inclusive range
-    duration: Tuple[int, int] = (3, 6)  # frames the target is visible, inclusive range
+    duration: Tuple[int, int] = (4, 8)  # frames the target is visible, inclusive range
     contrast: Tuple[float, float] = (0.7, 1.0)
     noise: Tuple[float, float] = (0.02, 0.08)  # std of per-pixel noise
     num_distractors: Tuple[int, int] = (1, 3)
