@@ -114,6 +114,35 @@ def test_interior_cubes_take_the_in_place_path_correctly(dtype):
     torch.testing.assert_close(got[1].double(), want[1], rtol=0, atol=20 * tol * scale)
 
 
+@pytest.mark.parametrize("padding_mode", ["zeros", "border"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_small_cube_dense_backward_path(padding_mode, dtype):
+    # With N * C >= 256 a parallel unit is a whole (n, c) sequence and small cubes inside
+    # the video take the dense separable path (the deep-feature trick's regime); cubes
+    # touching a border still take the row path. Both must match the reference.
+    gen = torch.Generator().manual_seed(17)
+    extents, size = (6, 7, 8), (3, 4, 5)
+    video64 = torch.randn((2, 130) + extents, generator=gen, dtype=torch.float64)
+    centers64 = torch.tensor(
+        [[[2.7, 3.4, 4.1], [0.9, 2.2, 7.5], [3.5, 4.0, 3.2]], [[3.1, 2.6, 3.3], [5.2, 6.1, 1.4], [2.0, 3.0, 4.5]]],
+        dtype=torch.float64,
+    )
+    video = video64.to(dtype).requires_grad_(True)
+    centers = centers64.to(torch.float64 if dtype == torch.float64 else torch.float32).requires_grad_(True)
+    ref_video = video.detach().double().requires_grad_(True)
+    ref_centers = centers.detach().double().requires_grad_(True)
+    expected = reference.crop_cubes(ref_video, ref_centers, size, padding_mode)
+    actual = cubecrop.crop_cubes(video, centers, size, padding_mode, backend="cpu")
+    grad_out = torch.randn(expected.shape, generator=gen, dtype=torch.float64)
+    want = torch.autograd.grad(expected, (ref_video, ref_centers), grad_out)
+    got = torch.autograd.grad(actual, (video, centers), grad_out.to(dtype))
+    tol = 1e-12 if dtype == torch.float64 else 2e-3
+    torch.testing.assert_close(actual.double(), expected, rtol=tol, atol=tol)
+    torch.testing.assert_close(got[0].double(), want[0], rtol=tol, atol=4 * tol)
+    scale = want[1].abs().max().item()
+    torch.testing.assert_close(got[1].double(), want[1], rtol=0, atol=20 * tol * scale)
+
+
 def test_backward_is_deterministic_across_runs_and_thread_counts():
     gen = torch.Generator().manual_seed(11)
     video = torch.randn((2, 3, 8, 20, 24), generator=gen)

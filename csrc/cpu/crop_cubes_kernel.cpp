@@ -230,6 +230,119 @@ void scatter_window_row(const acc_t* __restrict__ h, acc_t ax, int64_t count, in
   }
 }
 
+// ---- Dense path for small cubes inside the video (the deep-feature trick).
+//
+// The window gradient is separable: gather along x, then y, then t
+// (window_sources per axis). On a padded copy of the cube every pass is one
+// flat loop: layout planes p in [0, Dt + 1] (planes 0 and Dt + 1 zero), rows
+// r in [0, Dh] (row Dh zero), columns j in [0, Dw] (column Dw zero), element
+// (p, r, j) at 1 + (p * (Dh + 1) + r) * (Dw + 1) + j, element 0 zero. Then
+// "the previous voxel along x / y / t" is index i - 1 / i - (Dw + 1) /
+// i - plane, and it reads a zero exactly where window_sources has g[-1] = 0.
+constexpr int64_t kSmallCubeWindow = 8192;
+
+template <typename acc_t>
+struct SmallCubeScratch {
+  int64_t row = 0, plane = 0, total = 0;
+  std::vector<acc_t> g, x, y, dx, ydx, dy, v;
+
+  explicit SmallCubeScratch(CubeSize size) {
+    if (size.t == 0) return;
+    row = size.w + 1;
+    plane = (size.h + 1) * row;
+    total = 1 + (size.t + 2) * plane;
+    for (auto* buffer : {&g, &x, &y, &dx, &ydx, &dy}) buffer->assign(total, acc_t(0));
+    v.assign((size.t + 1) * plane, acc_t(0));
+  }
+};
+
+// out[i] = (1 - a) * in[i] + a * in[i - back] over the real planes; with a
+// derivative output, d[i] = in[i - back] - in[i] too.
+template <typename acc_t>
+void gather_pass(const acc_t* __restrict__ in, int64_t back, acc_t a, int64_t begin, int64_t end,
+                 acc_t* __restrict__ out, acc_t* __restrict__ d) {
+  for (int64_t i = begin; i < end; ++i) out[i] = in[i] + a * (in[i - back] - in[i]);
+  if (d != nullptr) {
+    for (int64_t i = begin; i < end; ++i) d[i] = in[i - back] - in[i];
+  }
+}
+
+// sum_q v[q] * ((1 - a) * in[q + plane] + a * in[q]) over the window, q in [0, count):
+// the t gather fused with the dot product; with kDerivative, its derivative
+// in[q] - in[q + plane] instead. kLanes fixed-order lanes.
+template <bool kDerivative, typename acc_t>
+double window_dot(const acc_t* __restrict__ v, const acc_t* __restrict__ in, int64_t plane, acc_t a, int64_t count) {
+  auto term = [&](int64_t i) {
+    if constexpr (kDerivative) {
+      return in[i] - in[i + plane];
+    } else {
+      return in[i + plane] + a * (in[i] - in[i + plane]);
+    }
+  };
+  acc_t lanes[kLanes] = {};
+  int64_t q = 0;
+  for (; q + kLanes <= count; q += kLanes) {
+    for (int l = 0; l < kLanes; ++l) lanes[l] += v[q + l] * term(q + l);
+  }
+  for (int l = 0; q < count; ++q, ++l) lanes[l] += v[q] * term(q);
+  return static_cast<double>(sum_lanes(lanes));
+}
+
+// The gradients of one small cube inside the video: adds its window gradient
+// into `frame_origin` (the accumulated video gradient at the window's first
+// voxel, strides frame_st, frame_sh; null when not needed) and its centre
+// gradient sums into sums[3] when need_centers. `video_origin` is the video at
+// the window's first voxel (strides st, sh, unit W stride).
+template <typename scalar_t, typename acc_t>
+void small_cube_gradient(const scalar_t* g_cube, const scalar_t* video_origin, int64_t st, int64_t sh,
+                         acc_t* frame_origin, int64_t frame_st, int64_t frame_sh, const CubeTaps<acc_t>& cube,
+                         CubeSize size, bool need_centers, SmallCubeScratch<acc_t>& s, double sums[3]) {
+  const int64_t row = s.row, plane = s.plane;
+  const int64_t window = (size.t + 1) * plane;  // window voxels, in the padded layout of planes 0 .. Dt
+  // Copy grad_out into the real planes 1 .. Dt (pads stay zero from construction).
+  for (int64_t t = 0; t < size.t; ++t) {
+    for (int64_t r = 0; r < size.h; ++r) {
+      const scalar_t* src = g_cube + (t * size.h + r) * size.w;
+      acc_t* dst = s.g.data() + 1 + (t + 1) * plane + r * row;
+      for (int64_t j = 0; j < size.w; ++j) dst[j] = static_cast<acc_t>(src[j]);
+    }
+  }
+  const int64_t real_begin = 1 + plane, real_end = 1 + (size.t + 1) * plane;
+  acc_t* dx = need_centers ? s.dx.data() : nullptr;
+  gather_pass<acc_t>(s.g.data(), 1, cube.x.frac, real_begin, real_end, s.x.data(), dx);
+  acc_t* dy = need_centers ? s.dy.data() : nullptr;
+  gather_pass<acc_t>(s.x.data(), row, cube.y.frac, real_begin, real_end, s.y.data(), dy);
+
+  if (frame_origin != nullptr) {
+    // Window voxel q = (jt * (Dh + 1) + r) * (Dw + 1) + j: (1 - at) * y[plane jt + 1] + at * y[plane jt].
+    const acc_t* y = s.y.data() + 1;
+    const acc_t at = cube.t.frac;
+    for (int64_t jt = 0; jt <= size.t; ++jt) {
+      for (int64_t r = 0; r <= size.h; ++r) {
+        const int64_t q = jt * plane + r * row;
+        acc_t* __restrict__ dst = frame_origin + jt * frame_st + r * frame_sh;
+        const acc_t* __restrict__ lo = y + q;
+        const acc_t* __restrict__ hi = y + q + plane;
+        for (int64_t j = 0; j < row; ++j) dst[j] += hi[j] + at * (lo[j] - hi[j]);
+      }
+    }
+  }
+  if (!need_centers) return;
+  for (int64_t jt = 0; jt <= size.t; ++jt) {
+    for (int64_t r = 0; r <= size.h; ++r) {
+      const scalar_t* src = video_origin + jt * st + r * sh;
+      acc_t* dst = s.v.data() + jt * plane + r * row;
+      for (int64_t j = 0; j < row; ++j) dst[j] = static_cast<acc_t>(src[j]);
+    }
+  }
+  gather_pass<acc_t>(s.dx.data(), row, cube.y.frac, real_begin, real_end, s.ydx.data(), nullptr);
+  const acc_t* v = s.v.data();
+  // d/d at: window voxel jt gets y[plane jt] - y[plane jt + 1].
+  sums[0] += window_dot<true, acc_t>(v, s.y.data() + 1, plane, cube.t.frac, window);
+  sums[1] += window_dot<false, acc_t>(v, s.dy.data() + 1, plane, cube.t.frac, window);
+  sums[2] += window_dot<false, acc_t>(v, s.ydx.data() + 1, plane, cube.t.frac, window);
+}
+
 template <typename scalar_t>
 void crop_cubes_backward_kernel(const at::Tensor& grad_out, const at::Tensor& video, const at::Tensor& centers,
                                 CubeSize size, int64_t padding_mode, bool need_video, bool need_centers,
@@ -257,9 +370,15 @@ void crop_cubes_backward_kernel(const at::Tensor& grad_out, const at::Tensor& vi
 
   const int64_t plane = size.h * size.w;
   const int64_t row_len = size.w + 1;
+  // Small cubes (the deep-feature trick's 12x4x4) inside the video take the
+  // dense path when a unit holds whole (n, c) sequences: long loops instead of
+  // many 4-wide rows. It needs only unit W stride.
+  const bool small_cubes = frames_per_unit == T && sw == 1 &&
+                           (size.t + 2) * (size.h + 1) * (size.w + 1) <= kSmallCubeWindow;
   at::parallel_for(0, units, grain_for(frames_per_unit * H * W), [&](int64_t begin, int64_t end) {
     constexpr bool same_type = std::is_same_v<scalar_t, acc_t>;
-    std::vector<acc_t> frame_acc(need_video && !same_type ? H * W : 0);
+    std::vector<acc_t> frame_acc(need_video && !same_type ? frames_per_unit * H * W : 0);
+    SmallCubeScratch<acc_t> small(small_cubes ? size : CubeSize{0, 0, 0});
     std::vector<acc_t> grad_rows(same_type ? 0 : 4 * size.w);
     const std::vector<acc_t> zero_row(size.w, acc_t(0));
     std::vector<acc_t> work(3 * (size.w + 2) + row_len);
@@ -275,75 +394,84 @@ void crop_cubes_backward_kernel(const at::Tensor& grad_out, const at::Tensor& vi
       const int64_t f1 = std::min(T, f0 + frames_per_unit);
       double* unit_partials = need_centers ? partials.data() + u * K * 3 : nullptr;
       const scalar_t* channel = vp + n * sn + c * sc;
-
-      for (int64_t ti = f0; ti < f1; ++ti) {
-        acc_t* frame = nullptr;
-        if (need_video) {
-          if constexpr (same_type) {
-            frame = gvp + (nc * T + ti) * H * W;
-          } else {
-            frame = frame_acc.data();
-          }
-          std::memset(frame, 0, sizeof(acc_t) * H * W);
+      // The unit's frames of the (accumulated) video gradient, zeroed before the cubes add in.
+      acc_t* frames = nullptr;
+      if (need_video) {
+        if constexpr (same_type) {
+          frames = gvp + (nc * T + f0) * H * W;
+        } else {
+          frames = frame_acc.data();
         }
-        for (int64_t k = 0; k < K; ++k) {
-          const CubeTaps<acc_t>& cube = taps[n * K + k];
-          const acc_t at = cube.t.frac, ay = cube.y.frac;
-          const scalar_t* g_cube = gp + ((n * K + k) * C + c) * size.t * plane;
-          double cube_sums[3] = {0.0, 0.0, 0.0};
-          // Window frames that read frame ti: one for a cube inside the video; with border
-          // clamping, every window frame past the edge lands on the edge frame.
-          const int64_t jt_first = cube.inside ? std::max<int64_t>(0, ti - cube.t.start) : 0;
-          const int64_t jt_last = cube.inside ? std::min<int64_t>(size.t, ti - cube.t.start) : size.t;
-          for (int64_t jt = jt_first; jt <= jt_last; ++jt) {
-            if (!cube.inside && resolve_index(cube.t.start + jt, T, padding_mode) != ti) continue;
-            CenterLanes<acc_t> lanes;
-            // Window frame jt gathers output frames jt (weight 1 - at) and jt - 1 (weight at).
-            const scalar_t* g_planes[2] = {jt < size.t ? g_cube + jt * plane : nullptr,
-                                           jt >= 1 ? g_cube + (jt - 1) * plane : nullptr};
-            const acc_t wt[2] = {acc_t(1) - at, at}, dwt[2] = {acc_t(-1), acc_t(1)};
-            const acc_t wy[2] = {acc_t(1) - ay, ay}, dwy[2] = {acc_t(-1), acc_t(1)};
-            for (int64_t jy = 0; jy <= size.h; ++jy) {
-              const int64_t yi = resolve_index(cube.y.start + jy, H, padding_mode);
-              if (yi < 0) continue;
-              GradSources<acc_t> src;
-              for (int a = 0; a < 2; ++a) {
-                for (int b = 0; b < 2; ++b) {
-                  const int r = 2 * a + b;
-                  const int64_t y_out = jy - b;
-                  if (g_planes[a] == nullptr || y_out < 0 || y_out >= size.h) {
-                    src.rows[r] = zero_row.data();
-                    src.w[r] = src.dt[r] = src.dy[r] = acc_t(0);
-                    continue;
+        std::memset(frames, 0, sizeof(acc_t) * (f1 - f0) * H * W);
+      }
+
+      for (int64_t k = 0; k < K; ++k) {
+        const CubeTaps<acc_t>& cube = taps[n * K + k];
+        const acc_t at = cube.t.frac, ay = cube.y.frac;
+        const scalar_t* g_cube = gp + ((n * K + k) * C + c) * size.t * plane;
+        double cube_sums[3] = {0.0, 0.0, 0.0};
+        if (small_cubes && cube.inside && f0 == 0 && f1 == T) {
+          const int64_t origin = cube.t.start * st + cube.y.start * sh + cube.x.start;
+          acc_t* frame_origin = need_video ? frames + (cube.t.start * H + cube.y.start) * W + cube.x.start : nullptr;
+          small_cube_gradient<scalar_t, acc_t>(g_cube, channel + origin, st, sh, frame_origin, H * W, W, cube, size,
+                                               need_centers, small, cube_sums);
+        } else {
+          for (int64_t ti = f0; ti < f1; ++ti) {
+            acc_t* frame = need_video ? frames + (ti - f0) * H * W : nullptr;
+            // Window frames that read frame ti: one for a cube inside the video; with border
+            // clamping, every window frame past the edge lands on the edge frame.
+            const int64_t jt_first = cube.inside ? std::max<int64_t>(0, ti - cube.t.start) : 0;
+            const int64_t jt_last = cube.inside ? std::min<int64_t>(size.t, ti - cube.t.start) : size.t;
+            for (int64_t jt = jt_first; jt <= jt_last; ++jt) {
+              if (!cube.inside && resolve_index(cube.t.start + jt, T, padding_mode) != ti) continue;
+              CenterLanes<acc_t> lanes;
+              // Window frame jt gathers output frames jt (weight 1 - at) and jt - 1 (weight at).
+              const scalar_t* g_planes[2] = {jt < size.t ? g_cube + jt * plane : nullptr,
+                                             jt >= 1 ? g_cube + (jt - 1) * plane : nullptr};
+              const acc_t wt[2] = {acc_t(1) - at, at}, dwt[2] = {acc_t(-1), acc_t(1)};
+              const acc_t wy[2] = {acc_t(1) - ay, ay}, dwy[2] = {acc_t(-1), acc_t(1)};
+              for (int64_t jy = 0; jy <= size.h; ++jy) {
+                const int64_t yi = resolve_index(cube.y.start + jy, H, padding_mode);
+                if (yi < 0) continue;
+                GradSources<acc_t> src;
+                for (int a = 0; a < 2; ++a) {
+                  for (int b = 0; b < 2; ++b) {
+                    const int r = 2 * a + b;
+                    const int64_t y_out = jy - b;
+                    if (g_planes[a] == nullptr || y_out < 0 || y_out >= size.h) {
+                      src.rows[r] = zero_row.data();
+                      src.w[r] = src.dt[r] = src.dy[r] = acc_t(0);
+                      continue;
+                    }
+                    src.rows[r] = as_acc_row<scalar_t, acc_t>(g_planes[a] + y_out * size.w, size.w,
+                                                              grad_rows.data() + r * size.w);
+                    src.w[r] = wt[a] * wy[b];
+                    src.dt[r] = dwt[a] * wy[b];
+                    src.dy[r] = wt[a] * dwy[b];
                   }
-                  src.rows[r] = as_acc_row<scalar_t, acc_t>(g_planes[a] + y_out * size.w, size.w,
-                                                            grad_rows.data() + r * size.w);
-                  src.w[r] = wt[a] * wy[b];
-                  src.dt[r] = dwt[a] * wy[b];
-                  src.dy[r] = wt[a] * dwy[b];
+                }
+                combine_grad_rows<acc_t>(src, size.w, need_centers, h, h_dt, h_dy);
+                if (need_video) {
+                  scatter_window_row<acc_t>(h, cube.x.frac, row_len, cube.x.start, W, padding_mode, frame + yi * W);
+                }
+                if (need_centers) {
+                  const acc_t* v = window_row<scalar_t, acc_t>(channel + ti * st + yi * sh, sw, W, cube.x.start,
+                                                               row_len, padding_mode, v_scratch);
+                  add_center_terms<acc_t>(v, h, h_dt, h_dy, cube.x.frac, row_len, lanes);
                 }
               }
-              combine_grad_rows<acc_t>(src, size.w, need_centers, h, h_dt, h_dy);
-              if (need_video) {
-                scatter_window_row<acc_t>(h, cube.x.frac, row_len, cube.x.start, W, padding_mode, frame + yi * W);
-              }
-              if (need_centers) {
-                const acc_t* v = window_row<scalar_t, acc_t>(channel + ti * st + yi * sh, sw, W, cube.x.start,
-                                                             row_len, padding_mode, v_scratch);
-                add_center_terms<acc_t>(v, h, h_dt, h_dy, cube.x.frac, row_len, lanes);
-              }
+              if (need_centers) lanes.flush_into(cube_sums);
             }
-            if (need_centers) lanes.flush_into(cube_sums);
-          }
-          if (need_centers) {
-            for (int axis = 0; axis < 3; ++axis) unit_partials[k * 3 + axis] += cube_sums[axis];
           }
         }
-        if constexpr (!same_type) {
-          if (need_video) {
-            scalar_t* dst = gvp + (nc * T + ti) * H * W;
-            for (int64_t i = 0; i < H * W; ++i) dst[i] = static_cast<scalar_t>(frame[i]);
-          }
+        if (need_centers) {
+          for (int axis = 0; axis < 3; ++axis) unit_partials[k * 3 + axis] += cube_sums[axis];
+        }
+      }
+      if constexpr (!same_type) {
+        if (need_video) {
+          scalar_t* dst = gvp + (nc * T + f0) * H * W;
+          for (int64_t i = 0; i < (f1 - f0) * H * W; ++i) dst[i] = static_cast<scalar_t>(frames[i]);
         }
       }
     }
