@@ -90,7 +90,7 @@ def baseline_accuracy(model, config, split: str) -> float:
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.eval.batch_size, collate_fn=collate_videos)
     logits, labels = [], []
     for batch in loader:
-        logits.append(model(batch["video"]))
+        logits.append(model(batch["video"]).logits[0])
         labels.append(batch["label"])
     return metrics.top1(torch.cat(logits), torch.cat(labels))
 

@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     runners = {
         "adafocus_early_exit": lambda x: model.infer(x, thresholds),
         "adafocus_all_cubes": lambda x: model.infer(x, no_exit),
-        "full_video_baseline": lambda x: baseline(x),
+        "full_video_baseline": lambda x: baseline(x).logits[0],
     }
     with torch.inference_mode():
         for run in runners.values():  # warm-up (allocations, oneDNN primitive caches)
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
                     run(batch)
                 times[name].append(time.perf_counter() - t0)
         outs = [model.infer(b, thresholds) for b in batches]
-        base_logits = torch.cat([baseline(b) for b in batches])
+        base_logits = torch.cat([baseline(b).logits[0] for b in batches])
     picked = torch.cat([o.logits for o in outs])
     gflops = torch.cat([o.gflops for o in outs])
     exits = torch.cat([o.exit_index for o in outs])
