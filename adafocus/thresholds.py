@@ -80,6 +80,13 @@ def geometric_thresholds(entropies: torch.Tensor, q: float) -> torch.Tensor:
 def _candidates(entropies: torch.Tensor, qs: Sequence[float]) -> List[torch.Tensor]:
     num_exits = entropies.shape[0]
     out = [geometric_thresholds(entropies, float(q)) for q in qs]
+    # The same law over exits j..M with the first j exits closed: when the early exits are
+    # weak (a glance that cannot classify) every law that starts at exit 0 wastes videos there.
+    for first in range(1, num_exits - 1):
+        for q in qs:
+            eta = torch.full((num_exits,), float("-inf"))
+            eta[first:] = geometric_thresholds(entropies[first:], float(q))
+            out.append(eta)
     # "Everyone stops at exit k", the ends of the curve.
     for k in range(num_exits):
         eta = torch.full((num_exits,), float("-inf"))
