@@ -29,9 +29,10 @@ from adafocus.data import build_dataset, collate_videos
 
 logger = logging.getLogger("adafocus.evaluate")
 
-# The early-exit point reported in the summary: the cheapest budget whose val
+# The early-exit point reported in the summary (the acceptance criterion of the demo,
+# judged on val so test stays untouched): the cheapest budget whose val
 # accuracy is within this many points of the all-cubes val accuracy.
-SUMMARY_TOLERANCE = 0.5
+SUMMARY_TOLERANCE = 1.0
 
 
 def load_model(path: str, device: torch.device):

@@ -136,8 +136,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, tc)
         total = self.steps_per_epoch * tc.epochs
         warmup = int(round(tc.warmup_epochs * self.steps_per_epoch))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, warmup_cosine(total, warmup, tc.min_lr_ratio) if warmup > 0 else warmup_cosine(total, 0, tc.min_lr_ratio))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(total, warmup, tc.min_lr_ratio))
         self.use_amp = bool(tc.amp)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp and self.device.type == "cuda")
         self.epoch = 0
@@ -198,7 +197,6 @@ class Trainer:
 
     # -------------------------------------------------------------- training
     def _loader(self) -> DataLoader:
-        tc = self.config.train
         self.sampler.set_epoch(self.epoch)
         if hasattr(self.train_set, "set_epoch"):
             self.train_set.set_epoch(self.epoch)

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+import pytest
 import torch
 
 from adafocus.config import RunConfig, load_yaml
@@ -65,3 +67,20 @@ def test_schedule_warms_up_then_decays():
     assert values[0] == 0.1 and values[9] == 1.0
     assert all(a >= b for a, b in zip(values[9:], values[10:]))
     assert abs(values[-1] - 0.01) < 0.01
+
+
+def test_amp_and_sgd_with_lr_multipliers_train(tmp_path):
+    # bf16 autocast on CPU; the per-module LR factors reach the optimizer groups.
+    config = _config(tiny_config(tmp_path, train={"amp": True, "epochs": 1, "random_policy_epochs": 0,
+                                                  "optimizer": "sgd", "lr": 0.1,
+                                                  "lr_multipliers": {"policy": 0.5, "classifier": 2.0},
+                                                  "threads": 1, "progress": False, "tensorboard": True,
+                                                  "batch_size": 8, "seed": 0}), tmp_path / "amp")
+    trainer = Trainer(config)
+    base = {g["name"]: g["initial_lr"] for g in trainer.optimizer.param_groups}
+    assert base["policy"] == pytest.approx(0.05) and base["classifier"] == pytest.approx(0.2)
+    assert base["local"] == pytest.approx(0.1) and base["glance.no_decay"] == pytest.approx(0.1)
+    history = trainer.fit()
+    trainer.close()
+    assert np.isfinite(history[0]["loss"])
+    assert list((tmp_path / "amp" / "tb").iterdir())  # TensorBoard scalars written
