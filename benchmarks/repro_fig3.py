@@ -11,8 +11,9 @@ Same task, backbones and schedule as benchmarks/repro_table5.py (configs/repro_t
   number of epochs;
 - and, for reference, the random-policy model of Table 5 with early exit.
 
-The AdaFocusV3 / random-policy checkpoints are those repro_table5.py trained
-(outputs/repro/table5/seed<S>/<mode>/); a missing one is trained here the same way.
+The AdaFocusV3 / random-policy checkpoints are those repro_table5.py trained with the same
+config (<train.output_dir>/seed<S>/<mode>/); a missing one is trained here the same way. The
+baseline goes to <train.output_dir>/seed<S>/full_video_baseline/.
 
     .venv/bin/python benchmarks/repro_fig3.py            # seed 0; ~10 min on 2 cores after repro_table5.py
 
@@ -150,13 +151,14 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budgets", type=int, default=20)
     parser.add_argument("--retrain-baseline", action="store_true")
+    parser.add_argument("--out", default="repro_fig3", help="result name under benchmarks/results/ (.json and .png)")
     parser.add_argument("--baseline-only", action="store_true",
                         help="only train the full-video baseline (can run beside repro_table5.py)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     start = time.time()
     config = rc.run_config(args.config, train={"seed": args.seed})
-    folder = os.path.join(os.path.dirname(config.train.output_dir), "fig3", f"seed{args.seed}", "baseline")
+    folder = os.path.join(config.train.output_dir, f"seed{args.seed}", "full_video_baseline")
     if args.baseline_only:
         baseline, base_path = train_baseline(config, folder)
         print(f"baseline trained in {time.time() - start:.0f}s: {base_path}; test top-1 "
@@ -200,8 +202,8 @@ def main(argv=None) -> int:
 
     val_all = metrics.top1(val["exit_logits"][-1], val["labels"])
     result["summary_point"] = summary_point(curve, val_all)
-    rc.write_json("repro_fig3.json", result)
-    png = os.path.join(rc.RESULTS, "repro_fig3.png")
+    rc.write_json(args.out + ".json", result)
+    png = os.path.join(rc.RESULTS, args.out + ".png")
     plot(result, png)
 
     print(f"seed {args.seed}; MFLOPs per video after 0..M cubes: " + " ".join(f"{g * 1e3:.2f}" for g in gflops))

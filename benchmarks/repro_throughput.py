@@ -40,6 +40,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--videos", type=int, default=384, help="test videos per round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", default="repro_throughput", help="result name prefix under benchmarks/results/")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--clock", default="wall", choices=("wall", "thread"),
                         help="wall: perf_counter with torch's threads; thread: CPU time of the one thread "
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
         "machine": rc.machine(),
         "command": "python benchmarks/repro_throughput.py " + " ".join(argv or sys.argv[1:]),
     }
-    rc.write_json(f"repro_throughput_{args.clock}_{torch.get_num_threads()}t.json", result)
+    rc.write_json(f"{args.out}_{args.clock}_{torch.get_num_threads()}t.json", result)
     print(f"{n} test videos {tuple(videos.shape[1:])}, batch {args.batch_size}, {result['threads']} threads, {args.clock} clock, "
           f"{args.rounds} alternating rounds; load average {result['machine']['load_average']}")
     for name in runners:
