@@ -75,6 +75,7 @@ class EvalConfig:
     batch_size: int = field(default=64, metadata=_help("evaluation batch size"))
     budgets: int = field(default=20, metadata=_help("number of GFLOPs budgets on the accuracy-vs-GFLOPs curve"))
     checkpoint: Optional[str] = field(default=None, metadata=_help("checkpoint to evaluate (default: output_dir/checkpoint.pt)"))
+    summary_budget: float = field(default=0.6, metadata=_help("the reported early-exit point: thresholds solved on val for this fraction of the all-cubes GFLOPs (also what `infer` uses by default)"))
 
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}

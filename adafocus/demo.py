@@ -1,13 +1,16 @@
 """`adafocus demo`: the embedded end-to-end demonstration (`make demo`).
 
-1. Generate the synthetic "find the red digit" task (adafocus.data.synthetic).
-2. Warm up a tiny AdaFocusV3 with random cubes (fG, fL, fC), the recipe of
+0. Generate the synthetic "find the red digit" task (adafocus.data.synthetic)
+   and pretrain the tiny fL on still digit patches (adafocus.pretrain: the
+   demo's stand-in for the ImageNet weights the paper starts from).
+1. Warm up a tiny AdaFocusV3 with random cubes (fG, fL, fC), the recipe of
    the feasibility trial (DESIGN.md section 5).
-3. From that same warm-up checkpoint, two branches with identical budgets:
+2. From that same warm-up checkpoint, two branches with identical budgets,
+   trained in parallel (one process and thread each):
    - AdaFocusV3: the policy is switched on and trained through the
      deep-feature crop gradient (mode deep_feature);
    - the control: the same model keeps random cubes (mode random).
-4. Evaluate both (integer cubes, thresholds solved on val, applied to test)
+3. Evaluate both (integer cubes, thresholds solved on val, applied to test)
    and print: accuracy and cube hit rate after 0/1/2/4 cubes, the early-exit
    point vs the glance-only and all-cubes points, and where the plots are.
 """
@@ -80,7 +83,8 @@ def format_table(learned: dict, control: dict, seconds: float) -> str:
     ee = learned["early_exit"]
     all_acc, all_g = learned["test"]["top1"][-1], g[-1]
     lines.append("")
-    lines.append(f"early exit (learned policy, entropy thresholds solved on val, applied to test):")
+    lines.append(f"early exit (learned policy; entropy thresholds solved on val for a budget of "
+                 f"{ee['budget'] / all_g * 100:.0f}% of the all-cubes GFLOPs, applied to test):")
     lines.append(f"  {_pct(ee['test_accuracy'])} top-1 at {ee['test_gflops'] * 1e3:.2f} MFLOPs = "
                  f"{ee['test_gflops'] / all_g * 100:.0f}% of all cubes ({_pct(all_acc)} at {all_g * 1e3:.2f}); "
                  f"glance only {_pct(learned['test']['top1'][0])} at {g[0] * 1e3:.2f}")
