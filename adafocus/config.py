@@ -151,6 +151,17 @@ def load_yaml(path: Optional[str]) -> Dict[str, Any]:
     return values
 
 
+def merge_dicts(base: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:
+    """A deep copy of `base` with `extra` merged in, section by section."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_dicts(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
 def set_dotted(values: Dict[str, Any], key: str, value: Any) -> None:
     """values['train']['lr'] = value for key 'train.lr'."""
     section, _, name = key.partition(".")

@@ -16,7 +16,6 @@
 """
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -24,7 +23,7 @@ import shutil
 import time
 from typing import Optional
 
-from adafocus.config import RunConfig, load_yaml
+from adafocus.config import RunConfig, load_yaml, merge_dicts
 
 logger = logging.getLogger("adafocus.demo")
 
@@ -36,16 +35,6 @@ QUICK_OVERRIDES = {"data": {"synthetic": {"train_size": 256, "val_size": 128, "t
                    "train": {"epochs": 2, "random_policy_epochs": 1}}
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def demo_configs(output_dir: str, config_path: Optional[str] = None, quick: bool = False):
     """(learned-policy config, random-policy config), identical but for the mode and folder."""
     path = config_path or DEFAULT_CONFIG
@@ -53,10 +42,10 @@ def demo_configs(output_dir: str, config_path: Optional[str] = None, quick: bool
         raise FileNotFoundError(f"demo config {path} not found: run from the repository or pass --config")
     values = load_yaml(path)
     if quick:
-        values = _merge(values, QUICK_OVERRIDES)
-    learned = _merge(values, {"model": {"mode": "deep_feature"},
-                              "train": {"output_dir": os.path.join(output_dir, "adafocus"), "tensorboard": True}})
-    control = _merge(learned, {"model": {"mode": "random"}, "train": {"output_dir": os.path.join(output_dir, "random_policy")}})
+        values = merge_dicts(values, QUICK_OVERRIDES)
+    learned = merge_dicts(values, {"model": {"mode": "deep_feature"},
+                                   "train": {"output_dir": os.path.join(output_dir, "adafocus"), "tensorboard": True}})
+    control = merge_dicts(learned, {"model": {"mode": "random"}, "train": {"output_dir": os.path.join(output_dir, "random_policy")}})
     return RunConfig.from_dict(learned), RunConfig.from_dict(control)
 
 
