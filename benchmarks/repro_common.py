@@ -23,24 +23,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from adafocus.config import RunConfig, load_yaml  # noqa: E402
+from adafocus.config import RunConfig, load_yaml, merge_dicts  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
 
-def merge(base: dict, extra: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def run_config(path: str, **sections) -> RunConfig:
     """RunConfig from a YAML file, each keyword a section dict merged over it."""
-    return RunConfig.from_dict(merge(load_yaml(path), sections))
+    return RunConfig.from_dict(merge_dicts(load_yaml(path), sections))
 
 
 def machine() -> Dict[str, object]:
