@@ -3,10 +3,10 @@
 The schemas and kernels are in csrc/; see csrc/ops.cpp for each op's contract.
 """
 import torch
-from torch.utils.flop_counter import register_flop_formula
 
 from cubecrop import _extension  # noqa: F401  (loads the library that defines the ops)
-from cubecrop._flops import crop_backward_flops, crop_forward_flops, crop_int_flops
+from cubecrop._autograd import register_crop_autograd
+from cubecrop._flops import register_crop_flop_formulas
 
 _ops = torch.ops.cubecrop
 
@@ -33,36 +33,5 @@ def _crop_cubes_int_fake(video, centers, size, channels_last, mean, std, out_dty
     return video.new_empty((n, centers.shape[1], c, *size), dtype=out_dtype)
 
 
-def _setup_context(ctx, inputs, output):
-    video, centers, size, padding_mode = inputs
-    ctx.size = list(size)
-    ctx.padding_mode = padding_mode
-    # The video gradient needs no tensor but its shape; the centre gradient needs the video.
-    ctx.save_for_backward(video, centers)
-
-
-def _backward(ctx, grad_out):
-    video, centers = ctx.saved_tensors
-    need_video, need_centers = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    grad_video, grad_centers = _ops.crop_cubes_backward(
-        grad_out.contiguous(), video, centers, ctx.size, ctx.padding_mode, need_video, need_centers
-    )
-    return (grad_video if need_video else None, grad_centers if need_centers else None, None, None)
-
-
-torch.library.register_autograd("cubecrop::crop_cubes", _backward, setup_context=_setup_context)
-
-
-@register_flop_formula(_ops.crop_cubes)
-def _crop_cubes_flops(video_shape, centers_shape, size, padding_mode, *args, out_shape=None, **kwargs):
-    return crop_forward_flops(out_shape)
-
-
-@register_flop_formula(_ops.crop_cubes_backward)
-def _crop_cubes_backward_flops(grad_out_shape, *args, out_shape=None, **kwargs):
-    return crop_backward_flops(grad_out_shape)
-
-
-@register_flop_formula(_ops.crop_cubes_int)
-def _crop_cubes_int_flops(video_shape, centers_shape, size, channels_last, mean_shape, std_shape, *args, out_shape=None, **kwargs):
-    return crop_int_flops(out_shape, mean_shape is not None or std_shape is not None)
+register_crop_autograd("cubecrop::crop_cubes", _ops.crop_cubes_backward)
+register_crop_flop_formulas(_ops.crop_cubes, _ops.crop_cubes_backward, _ops.crop_cubes_int)

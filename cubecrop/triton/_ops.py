@@ -20,9 +20,9 @@ cubecrop/_flops.py. Argument contracts: csrc/ops.cpp.
 from typing import List, Optional, Tuple
 
 import torch
-from torch.utils.flop_counter import register_flop_formula
 
-from cubecrop._flops import crop_backward_flops, crop_forward_flops, crop_int_flops
+from cubecrop._autograd import register_crop_autograd
+from cubecrop._flops import register_crop_flop_formulas
 from cubecrop.triton import _launch
 from cubecrop.triton._loader import load_kernels
 
@@ -85,33 +85,10 @@ def _register_family(prefix: str, interpreted: bool):
         crop_cubes_backward.register_fake(_crop_cubes_backward_fake)
         crop_cubes_int.register_fake(_crop_cubes_int_fake)
 
-    def setup_context(ctx, inputs, output):
-        video, centers, size, padding_mode = inputs
-        ctx.size = list(size)
-        ctx.padding_mode = padding_mode
-        ctx.save_for_backward(video, centers)
-
-    def backward(ctx, grad_out):
-        video, centers = ctx.saved_tensors
-        need_video, need_centers = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_video, grad_centers = crop_cubes_backward(
-            grad_out, video, centers, ctx.size, ctx.padding_mode, need_video, need_centers
-        )
-        return (grad_video if need_video else None, grad_centers if need_centers else None, None, None)
-
-    crop_cubes.register_autograd(backward, setup_context=setup_context)
-
-    @register_flop_formula(getattr(torch.ops.cubecrop, f"{prefix}crop_cubes"))
-    def _forward_flops(video_shape, centers_shape, size, padding_mode, *args, out_shape=None, **kwargs):
-        return crop_forward_flops(out_shape)
-
-    @register_flop_formula(getattr(torch.ops.cubecrop, f"{prefix}crop_cubes_backward"))
-    def _backward_flops(grad_out_shape, *args, out_shape=None, **kwargs):
-        return crop_backward_flops(grad_out_shape)
-
-    @register_flop_formula(getattr(torch.ops.cubecrop, f"{prefix}crop_cubes_int"))
-    def _int_flops(video_shape, centers_shape, size, channels_last, mean_shape, std_shape, *args, out_shape=None, **kwargs):
-        return crop_int_flops(out_shape, mean_shape is not None or std_shape is not None)
+    register_crop_autograd(f"cubecrop::{prefix}crop_cubes", crop_cubes_backward)
+    register_crop_flop_formulas(
+        *(getattr(torch.ops.cubecrop, f"{prefix}{name}") for name in ("crop_cubes", "crop_cubes_backward", "crop_cubes_int"))
+    )
 
     return crop_cubes, crop_cubes_int
 
