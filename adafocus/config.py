@@ -39,6 +39,7 @@ class DataConfig:
     flip: bool = field(default=True, metadata=_help("random horizontal flip in training; false for direction-sensitive data (Something-Something)"))
     filename_tmpl: str = field(default="img_{:05d}.jpg", metadata=_help("frame file name template, formatted with the 1-based frame number"))
     has_num_frames: bool = field(default=False, metadata=_help("video lists carry num_frames after the path (frame lists always do)"))
+    decoder: str = field(default="auto", metadata=_help("video-file decoder: auto (torchcodec if it and FFmpeg's shared libraries load, else PyAV) | pyav | torchcodec (optional, faster: decodes only the sampled frames)"))
     multi_label: bool = field(default=False, metadata=_help("targets are multi-hot (several labels per line); report mAP"))
     num_workers: int = field(default=0, metadata=_help("DataLoader worker processes"))
     cache_dir: Optional[str] = field(default="~/.cache/adafocus", metadata=_help("where generated synthetic videos are cached (null: regenerate in memory)"))

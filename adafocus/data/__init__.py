@@ -40,7 +40,8 @@ def build_dataset(data, split: str, num_classes: int, seed: int = 0):
                   num_classes=num_classes, multi_label=data.multi_label, seed=seed)
     if data.kind == "frames":
         return FrameFolderDataset(list_file, filename_tmpl=data.filename_tmpl, **common)
-    return VideoFileDataset(list_file, has_num_frames=data.has_num_frames, **common)
+    return VideoFileDataset(list_file, has_num_frames=data.has_num_frames,
+                            decoder=data.decoder, **common)
 
 
 def collate_videos(items: List[dict]) -> dict:
