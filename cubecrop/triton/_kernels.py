@@ -139,6 +139,48 @@ def _tile_coords(pid, C, Dt, Dh, Dw, BLOCK_R: tl.constexpr, BLOCK_W: tl.constexp
     return cube, tile, r, col, row_ok, col_ok, c, i, j
 
 
+@triton.jit
+def _tile_taps(st, sy, sx, i, j, col, row_ok, col_ok, T, H, W, PADDING: tl.constexpr):
+    """Input indices of the 2x2x2 taps of a tile, and their masks (taps reading zero padding are masked)."""
+    t0, t0_ok = _resolve(st + i, T, PADDING)
+    t1, t1_ok = _resolve(st + i + 1, T, PADDING)
+    y0, y0_ok = _resolve(sy + j, H, PADDING)
+    y1, y1_ok = _resolve(sy + j + 1, H, PADDING)
+    x0, x0_ok = _resolve(sx + col, W, PADDING)
+    x1, x1_ok = _resolve(sx + col + 1, W, PADDING)
+    in_tile = row_ok[:, None] & col_ok[None, :]
+    m00 = in_tile & (t0_ok & y0_ok)[:, None]
+    m01 = in_tile & (t0_ok & y1_ok)[:, None]
+    m10 = in_tile & (t1_ok & y0_ok)[:, None]
+    m11 = in_tile & (t1_ok & y1_ok)[:, None]
+    c0 = x0_ok[None, :]
+    c1 = x1_ok[None, :]
+    return t0, t1, y0, y1, x0, x1, in_tile, m00, m01, m10, m11, c0, c1
+
+
+@triton.jit
+def _load_taps(video_ptr, n, c, sv_n, sv_c, sv_t, sv_h, sv_w,
+               t0, t1, y0, y1, x0, x1, m00, m01, m10, m11, c0, c1, acc_like):
+    """The 8 tap values of a tile, cast at once to acc_like's dtype: fp16/bf16 never do arithmetic."""
+    acc_ty = acc_like.dtype
+    base = video_ptr + n.to(tl.int64) * sv_n + c.to(tl.int64) * sv_c
+    row00 = (base + t0 * sv_t + y0 * sv_h)[:, None]
+    row01 = (base + t0 * sv_t + y1 * sv_h)[:, None]
+    row10 = (base + t1 * sv_t + y0 * sv_h)[:, None]
+    row11 = (base + t1 * sv_t + y1 * sv_h)[:, None]
+    col0 = (x0 * sv_w)[None, :]
+    col1 = (x1 * sv_w)[None, :]
+    v000 = tl.load(row00 + col0, mask=m00 & c0, other=0).to(acc_ty)
+    v001 = tl.load(row00 + col1, mask=m00 & c1, other=0).to(acc_ty)
+    v010 = tl.load(row01 + col0, mask=m01 & c0, other=0).to(acc_ty)
+    v011 = tl.load(row01 + col1, mask=m01 & c1, other=0).to(acc_ty)
+    v100 = tl.load(row10 + col0, mask=m10 & c0, other=0).to(acc_ty)
+    v101 = tl.load(row10 + col1, mask=m10 & c1, other=0).to(acc_ty)
+    v110 = tl.load(row11 + col0, mask=m11 & c0, other=0).to(acc_ty)
+    v111 = tl.load(row11 + col1, mask=m11 & c1, other=0).to(acc_ty)
+    return v000, v001, v010, v011, v100, v101, v110, v111
+
+
 @triton.autotune(configs=CONFIGS, key=AUTOTUNE_KEY)
 @triton.jit
 def crop_forward_kernel(
@@ -159,39 +201,12 @@ def crop_forward_kernel(
     st, at = _axis_taps(tl.load(center), Dt, T)
     sy, ay = _axis_taps(tl.load(center + sc_a), Dh, H)
     sx, ax = _axis_taps(tl.load(center + 2 * sc_a), Dw, W)
-    acc_ty = at.dtype  # fp32, or fp64 for a fp64 video (centres come in the accumulation dtype)
 
-    t0, t0_ok = _resolve(st + i, T, PADDING)
-    t1, t1_ok = _resolve(st + i + 1, T, PADDING)
-    y0, y0_ok = _resolve(sy + j, H, PADDING)
-    y1, y1_ok = _resolve(sy + j + 1, H, PADDING)
-    x0, x0_ok = _resolve(sx + col, W, PADDING)
-    x1, x1_ok = _resolve(sx + col + 1, W, PADDING)
-
-    base = video_ptr + n.to(tl.int64) * sv_n + c.to(tl.int64) * sv_c
-    row00 = (base + t0 * sv_t + y0 * sv_h)[:, None]
-    row01 = (base + t0 * sv_t + y1 * sv_h)[:, None]
-    row10 = (base + t1 * sv_t + y0 * sv_h)[:, None]
-    row11 = (base + t1 * sv_t + y1 * sv_h)[:, None]
-    col0 = (x0 * sv_w)[None, :]
-    col1 = (x1 * sv_w)[None, :]
-    in_tile = row_ok[:, None] & col_ok[None, :]
-    m00 = in_tile & (t0_ok & y0_ok)[:, None]
-    m01 = in_tile & (t0_ok & y1_ok)[:, None]
-    m10 = in_tile & (t1_ok & y0_ok)[:, None]
-    m11 = in_tile & (t1_ok & y1_ok)[:, None]
-    c0 = x0_ok[None, :]
-    c1 = x1_ok[None, :]
-
-    # Loads are cast to the accumulation dtype at once: fp16/bf16 never do arithmetic.
-    v000 = tl.load(row00 + col0, mask=m00 & c0, other=0).to(acc_ty)
-    v001 = tl.load(row00 + col1, mask=m00 & c1, other=0).to(acc_ty)
-    v010 = tl.load(row01 + col0, mask=m01 & c0, other=0).to(acc_ty)
-    v011 = tl.load(row01 + col1, mask=m01 & c1, other=0).to(acc_ty)
-    v100 = tl.load(row10 + col0, mask=m10 & c0, other=0).to(acc_ty)
-    v101 = tl.load(row10 + col1, mask=m10 & c1, other=0).to(acc_ty)
-    v110 = tl.load(row11 + col0, mask=m11 & c0, other=0).to(acc_ty)
-    v111 = tl.load(row11 + col1, mask=m11 & c1, other=0).to(acc_ty)
+    t0, t1, y0, y1, x0, x1, in_tile, m00, m01, m10, m11, c0, c1 = _tile_taps(
+        st, sy, sx, i, j, col, row_ok, col_ok, T, H, W, PADDING)
+    v000, v001, v010, v011, v100, v101, v110, v111 = _load_taps(
+        video_ptr, n, c, sv_n, sv_c, sv_t, sv_h, sv_w,
+        t0, t1, y0, y1, x0, x1, m00, m01, m10, m11, c0, c1, at)
     lo = _lerp(_lerp(v000, v001, ax), _lerp(v010, v011, ax), ay)
     hi = _lerp(_lerp(v100, v101, ax), _lerp(v110, v111, ax), ay)
     value = _lerp(lo, hi, at)
@@ -233,19 +248,8 @@ def crop_backward_kernel(
     sx, ax = _axis_taps(tl.load(center + 2 * sc_a), Dw, W)
     acc_ty = at.dtype
 
-    t0, t0_ok = _resolve(st + i, T, PADDING)
-    t1, t1_ok = _resolve(st + i + 1, T, PADDING)
-    y0, y0_ok = _resolve(sy + j, H, PADDING)
-    y1, y1_ok = _resolve(sy + j + 1, H, PADDING)
-    x0, x0_ok = _resolve(sx + col, W, PADDING)
-    x1, x1_ok = _resolve(sx + col + 1, W, PADDING)
-    in_tile = row_ok[:, None] & col_ok[None, :]
-    m00 = in_tile & (t0_ok & y0_ok)[:, None]
-    m01 = in_tile & (t0_ok & y1_ok)[:, None]
-    m10 = in_tile & (t1_ok & y0_ok)[:, None]
-    m11 = in_tile & (t1_ok & y1_ok)[:, None]
-    c0 = x0_ok[None, :]
-    c1 = x1_ok[None, :]
+    t0, t1, y0, y1, x0, x1, in_tile, m00, m01, m10, m11, c0, c1 = _tile_taps(
+        st, sy, sx, i, j, col, row_ok, col_ok, T, H, W, PADDING)
 
     g_rows = (n.to(tl.int64) * sg_n + k * sg_k + c.to(tl.int64) * sg_c + i * sg_t + j * sg_h)[:, None]
     g = tl.load(grad_out_ptr + g_rows + (col * sg_w)[None, :], mask=in_tile, other=0).to(acc_ty)
@@ -271,21 +275,9 @@ def crop_backward_kernel(
         tl.atomic_add(row + col1, g * (at * ay * ax), mask=m11 & c1)
 
     if NEED_CENTERS:
-        base = video_ptr + n.to(tl.int64) * sv_n + c.to(tl.int64) * sv_c
-        row00 = (base + t0 * sv_t + y0 * sv_h)[:, None]
-        row01 = (base + t0 * sv_t + y1 * sv_h)[:, None]
-        row10 = (base + t1 * sv_t + y0 * sv_h)[:, None]
-        row11 = (base + t1 * sv_t + y1 * sv_h)[:, None]
-        col0 = (x0 * sv_w)[None, :]
-        col1 = (x1 * sv_w)[None, :]
-        v000 = tl.load(row00 + col0, mask=m00 & c0, other=0).to(acc_ty)
-        v001 = tl.load(row00 + col1, mask=m00 & c1, other=0).to(acc_ty)
-        v010 = tl.load(row01 + col0, mask=m01 & c0, other=0).to(acc_ty)
-        v011 = tl.load(row01 + col1, mask=m01 & c1, other=0).to(acc_ty)
-        v100 = tl.load(row10 + col0, mask=m10 & c0, other=0).to(acc_ty)
-        v101 = tl.load(row10 + col1, mask=m10 & c1, other=0).to(acc_ty)
-        v110 = tl.load(row11 + col0, mask=m11 & c0, other=0).to(acc_ty)
-        v111 = tl.load(row11 + col1, mask=m11 & c1, other=0).to(acc_ty)
+        v000, v001, v010, v011, v100, v101, v110, v111 = _load_taps(
+            video_ptr, n, c, sv_n, sv_c, sv_t, sv_h, sv_w,
+            t0, t1, y0, y1, x0, x1, m00, m01, m10, m11, c0, c1, at)
         # x-lerps and their x-derivatives for the four (t, y) tap rows.
         l00 = _lerp(v000, v001, ax)
         l01 = _lerp(v010, v011, ax)
