@@ -168,7 +168,7 @@ def grid_sample_as_cubes(out: torch.Tensor, k: int) -> torch.Tensor:
 
 def integer_starts(centers: torch.Tensor, size: Sequence[int], extents: Sequence[int]) -> list:
     """Per cube (t, y, x) integer starts of the nearest integer cube, as Python ints."""
-    return cubecrop.reference.int_cube_starts(centers, size, extents).tolist()
+    return cubecrop.integer_starts(centers, size, extents).tolist()
 
 
 def slice_cubes(video: torch.Tensor, starts: list, size: Sequence[int], out: Optional[torch.Tensor] = None) -> torch.Tensor:

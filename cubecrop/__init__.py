@@ -5,6 +5,7 @@
 
 See DESIGN.md (coordinate convention) and README.md.
 """
+from cubecrop.geometry import integer_starts, integer_windows
 from cubecrop.feature import EnlargedWindow, crop_enlarged, enlarged_window, feature_offset_crop
 from cubecrop.ops import (
     BACKENDS,
@@ -29,5 +30,7 @@ __all__ = [
     "cuda_kernels_built",
     "enlarged_window",
     "feature_offset_crop",
+    "integer_starts",
+    "integer_windows",
     "resolve_backend",
 ]

@@ -17,6 +17,7 @@ from typing import NamedTuple, Optional, Sequence, Union
 
 import torch
 
+from cubecrop.geometry import integer_starts
 from cubecrop.ops import crop_cubes, crop_cubes_int, normalize_size
 
 Number3 = Union[float, Sequence[float], torch.Tensor]
@@ -107,11 +108,9 @@ def enlarged_window(
                 "use a smaller cube or stride"
             )
     window_size = tuple(d + s for d, s in zip(cube, strides))  # plain ints: no tensor -> list under torch.compile
+    origin = integer_starts(centers, window_size, extents)
     window = torch.tensor(window_size, dtype=torch.float64, device=centers.device)
-    upper = torch.tensor(extents, dtype=torch.float64, device=centers.device) - window
-    start = torch.floor(centers.detach().double() - window / 2 + 0.5)
-    origin = torch.minimum(start.clamp(min=0), upper)
-    return EnlargedWindow(origin.long(), window_size, origin + window / 2)
+    return EnlargedWindow(origin, window_size, origin.double() + window / 2)
 
 
 def crop_enlarged(

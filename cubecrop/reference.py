@@ -15,6 +15,8 @@ from typing import Optional, Sequence
 
 import torch
 
+from cubecrop.geometry import integer_starts
+
 PADDING_MODES = ("zeros", "border")
 
 
@@ -55,14 +57,6 @@ def crop_cubes(video: torch.Tensor, centers: torch.Tensor, size: Sequence[int], 
     return out.to(video.dtype)
 
 
-def int_cube_starts(centers: torch.Tensor, size: Sequence[int], extents: Sequence[int]) -> torch.Tensor:
-    """Integer starts (N, K, 3) of test-time cubes: round(c - D/2) (half up), clamped inside."""
-    sizes = torch.tensor(list(size), dtype=torch.float64, device=centers.device)
-    ext = torch.tensor(list(extents), dtype=torch.float64, device=centers.device)
-    start = (centers.double() - sizes / 2).clamp(min=torch.zeros_like(ext), max=ext - sizes)
-    return torch.floor(start + 0.5).long()
-
-
 def crop_cubes_int(
     video: torch.Tensor,
     centers: torch.Tensor,
@@ -78,7 +72,7 @@ def crop_cubes_int(
         video = video.permute(0, 4, 1, 2, 3)
     n, c, t, h, w = video.shape
     dt, dh, dw = size
-    starts = int_cube_starts(centers, size, (t, h, w)).cpu()
+    starts = integer_starts(centers, size, (t, h, w)).cpu()
     k = centers.shape[1]
     cubes = []
     for i in range(n):

@@ -66,7 +66,7 @@ def test_matches_crop_cubes_at_the_rounded_centre(backend):
     (shape, k), size = backend.budget((2, 2, 6, 7, 8), 3), (3, 4, 5)
     video = _video(backend, shape, torch.float64, seed=2)
     centers = _centers(backend, shape[0], k, shape[2:], size, seed=2)
-    starts = reference.int_cube_starts(centers, size, shape[2:]).double()
+    starts = cubecrop.integer_starts(centers, size, shape[2:]).double()
     rounded = starts + torch.tensor(size, dtype=torch.float64, device=backend.device) / 2
     torch.testing.assert_close(
         cubecrop.crop_cubes_int(video, centers, size, backend=backend.name),
