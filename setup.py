@@ -76,5 +76,5 @@ setup(
         "train": ["pyyaml", "tqdm", "tensorboard", "matplotlib", "scikit-learn", "av"],
         "test": ["pytest", "hypothesis", "expecttest"],
     },
-    entry_points={"console_scripts": ["adafocus=adafocus.cli:main"]},
+    entry_points={"console_scripts": ["adafocus=adafocus.apps.cli:main"]},
 )

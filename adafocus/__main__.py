@@ -1,5 +1,5 @@
 import sys
 
-from adafocus.cli import main
+from adafocus.apps.cli import main
 
 sys.exit(main())

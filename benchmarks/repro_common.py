@@ -1,9 +1,10 @@
 """Shared helpers of the benchmarks/repro_*.py scripts (REPRODUCTION.md).
 
-Thin script-side wrappers over the trainer (adafocus.train.Trainer) and the
-evaluator (adafocus.evaluate.collect): build a run config from a YAML file with
-overrides, train a warm-up once and branch it into several policy modes, collect
+Thin script-side wrappers over the trainer (adafocus.training.trainer.Trainer) and
+the evaluator (adafocus.evaluation.collect): build a run config from a YAML file with
+overrides, train a warm-up once and branch it into the Table 5 variants, collect
 every exit's test logits with the cube hit rate, and describe the machine.
+Run the scripts as modules from the repository root: `python -m benchmarks.repro_table5`.
 """
 from __future__ import annotations
 
@@ -13,17 +14,17 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import time
 from typing import Dict, Optional
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from adafocus.model.config import LEGACY_MODES
+from adafocus.training.config import RunConfig, load_yaml, merge_dicts
 
-from adafocus.config import RunConfig, load_yaml, merge_dicts  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The rows of Table 5, by the names the result files use: variant -> (policy, crop_gradient).
+VARIANTS = dict(LEGACY_MODES)
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
@@ -68,8 +69,8 @@ def write_json(name: str, data: dict) -> str:
 
 
 def train_warmup(config: RunConfig, folder: str) -> str:
-    """Train the random-cube warm-up epochs (shared by every mode); returns its checkpoint."""
-    from adafocus.train import Trainer
+    """Train the random-cube warm-up epochs (shared by every variant); returns its checkpoint."""
+    from adafocus.training.trainer import Trainer
 
     path = os.path.join(folder, "checkpoint.pt")
     warm = copy.deepcopy(config)
@@ -82,12 +83,15 @@ def train_warmup(config: RunConfig, folder: str) -> str:
     return path
 
 
-def train_branch(config: RunConfig, warmup_checkpoint: str, folder: str, mode: str):
-    """Continue the warm-up checkpoint to the last epoch in `mode`; returns the trained model (eval mode)."""
-    from adafocus.train import Trainer
+def train_branch(config: RunConfig, warmup_checkpoint: str, folder: str, variant: str):
+    """Continue the warm-up checkpoint to the last epoch as `variant` (a VARIANTS key); returns the
+    trained model (eval mode)."""
+    from adafocus.training.trainer import Trainer
 
+    policy, crop_gradient = VARIANTS[variant]
     branch = copy.deepcopy(config)
-    branch.model = dict(branch.model, mode=mode)
+    branch.model = {k: v for k, v in branch.model.items() if k != "mode"}
+    branch.model.update(policy=policy, crop_gradient=crop_gradient)
     branch.train.output_dir = folder
     os.makedirs(folder, exist_ok=True)
     shutil.copyfile(warmup_checkpoint, os.path.join(folder, "checkpoint.pt"))
@@ -100,16 +104,16 @@ def train_branch(config: RunConfig, warmup_checkpoint: str, folder: str, mode: s
 def collect_split(model, config: RunConfig, split: str, eval_seed: int = 0) -> dict:
     """Every exit's logits on a split (inference path: integer cubes, no early exit) + hit per cube.
 
-    The random parts of a policy (random mode, the random axes of learned_t/learned_xy)
+    The random parts of a policy (random cubes, the random axes of learned_t/learned_xy)
     draw from torch's global RNG: seeded here so a re-run gives the same cubes.
     """
-    from adafocus import metrics
     from adafocus.data import build_dataset
-    from adafocus.evaluate import collect
+    from adafocus.evaluation import collect, metrics
+    from adafocus.inference import EarlyExitRunner
 
     dataset = build_dataset(config.data, split, model.config.num_classes, config.train.seed)
     torch.manual_seed(eval_seed)
-    out = collect(model, dataset, config.eval.batch_size, torch.device("cpu"))
+    out = collect(EarlyExitRunner(model), dataset, config.eval.batch_size, torch.device("cpu"))
     video_size = tuple(dataset[0]["video"].shape[1:])
     if "boxes" in out:
         out["hits"] = metrics.cube_hits(out["centers"], out["boxes"], model.config.cube_size, video_size)

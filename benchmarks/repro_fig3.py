@@ -15,7 +15,7 @@ The AdaFocusV3 / random-policy checkpoints are those repro_table5.py trained wit
 config (<train.output_dir>/seed<S>/<mode>/); a missing one is trained here the same way. The
 baseline goes to <train.output_dir>/seed<S>/full_video_baseline/.
 
-    .venv/bin/python benchmarks/repro_fig3.py            # seed 0; ~10 min on 2 cores after repro_table5.py
+    .venv/bin/python -m benchmarks.repro_fig3            # seed 0; ~10 min on 2 cores after repro_table5.py
 
 Writes benchmarks/results/repro_fig3.{json,png} (the thresholds of every budget are in the
 JSON; benchmarks/repro_throughput.py uses them).
@@ -30,21 +30,19 @@ import sys
 import time
 from types import SimpleNamespace
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch
 
-import repro_common as rc  # noqa: E402
-
-import torch  # noqa: E402
+from adafocus.inference import EarlyExitRunner, baseline_gmacs
+from benchmarks import repro_common as rc
 
 
 def baseline_trainer_model(model_config):
-    """FullVideoBaseline with the interface adafocus.train.Trainer expects of a model
-    (forward(video, mode) -> object with .logits list, loss(output, target)): a thin
-    script-side wrapper, the trainer has no baseline option."""
+    """FullVideoBaseline with the interface adafocus.training.trainer.Trainer expects of a model
+    (forward(video, policy) -> object with .logits list, loss(output, target))."""
     from adafocus.model import FullVideoBaseline
 
     class BaselineForTrainer(FullVideoBaseline):
-        def forward(self, video, mode=None):  # the warm-up's mode="random" means nothing here
+        def forward(self, video, policy=None):  # the warm-up's policy="random" means nothing here
             return SimpleNamespace(logits=[super().forward(video)])
 
         def loss(self, output, target):
@@ -55,26 +53,25 @@ def baseline_trainer_model(model_config):
 
 def train_baseline(config, folder: str):
     """Train the full-video baseline for config.train.epochs with the AdaFocus recipe's data/optimiser."""
-    import adafocus.train as train_module
+    from adafocus.model import load_pretrained_encoders
+    from adafocus.training.trainer import Trainer
 
     cfg = copy.deepcopy(config)
     cfg.train.output_dir = folder
     path = os.path.join(folder, "checkpoint.pt")
     if os.path.exists(path):
         os.remove(path)
-    saved = train_module.build_model
-    train_module.build_model = baseline_trainer_model
-    try:
-        trainer = train_module.Trainer(cfg)
-        trainer.fit()
-        trainer.close()
-    finally:
-        train_module.build_model = saved
+    torch.manual_seed(cfg.train.seed)
+    model = baseline_trainer_model(cfg.model_config())
+    load_pretrained_encoders(model)
+    trainer = Trainer(cfg, model=model)
+    trainer.fit()
+    trainer.close()
     return trainer.model.eval(), path
 
 
 def load_baseline(path: str):
-    from adafocus.model_config import ModelConfig
+    from adafocus.model import ModelConfig
 
     state = torch.load(path, map_location="cpu", weights_only=False)
     model = baseline_trainer_model(ModelConfig.from_dict(state["model_config"]))
@@ -84,8 +81,8 @@ def load_baseline(path: str):
 
 @torch.no_grad()
 def baseline_accuracy(model, config, split: str) -> float:
-    from adafocus import metrics
     from adafocus.data import build_dataset, collate_videos
+    from adafocus.evaluation import metrics
 
     dataset = build_dataset(config.data, split, model.config.num_classes, config.train.seed)
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.eval.batch_size, collate_fn=collate_videos)
@@ -98,7 +95,7 @@ def baseline_accuracy(model, config, split: str) -> float:
 
 def adafocus_model(config, seed: int, mode: str):
     """The Table 5 checkpoint of (seed, mode), trained here if missing."""
-    from adafocus.evaluate import load_model
+    from adafocus.training.checkpoint import load_model
 
     seed_dir = os.path.join(config.train.output_dir, f"seed{seed}")
     path = os.path.join(seed_dir, mode, "checkpoint.pt")
@@ -144,7 +141,7 @@ def plot(result: dict, path: str) -> None:
 
 
 def main(argv=None) -> int:
-    from adafocus.evaluate import early_exit_curve
+    from adafocus.evaluation.evaluate import early_exit_curve
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=os.path.join(rc.ROOT, "configs", "repro_table5.yaml"))
@@ -168,8 +165,8 @@ def main(argv=None) -> int:
     model, path = adafocus_model(config, args.seed, "deep_feature")
     val = rc.collect_split(model, config, "val", eval_seed=args.seed)
     test = rc.collect_split(model, config, "test", eval_seed=args.seed)
-    gflops = model.gflops_per_exit(test["video_shape"])
-    from adafocus import metrics
+    gflops = EarlyExitRunner(model).gmacs_per_exit(test["video_shape"])
+    from adafocus.evaluation import metrics
 
     top1 = [metrics.top1(l, test["labels"]) for l in test["exit_logits"]]
     curve = early_exit_curve(val, test, gflops, args.budgets, multi_label=False)
@@ -186,7 +183,7 @@ def main(argv=None) -> int:
     else:
         baseline, base_path = train_baseline(config, folder)
     baseline_seconds = time.time() - t0
-    base = {"checkpoint": base_path, "gflops": baseline.gflops(test["video_shape"]),
+    base = {"checkpoint": base_path, "gflops": baseline_gmacs(baseline, test["video_shape"]),
             "test_accuracy": baseline_accuracy(baseline, config, "test"), "train_seconds": baseline_seconds}
 
     result = {
@@ -195,7 +192,7 @@ def main(argv=None) -> int:
         "fixed_cubes": [{"cubes": k, "gflops": g, "test_accuracy": a} for k, (g, a) in enumerate(zip(gflops, top1))],
         "adafocus_early_exit": curve, "random_policy_early_exit": random_curve, "baseline": base,
         "config": config.to_dict(), "machine": rc.machine(),
-        "command": "python benchmarks/repro_fig3.py " + " ".join(argv or sys.argv[1:]),
+        "command": "python -m benchmarks.repro_fig3 " + " ".join(argv or sys.argv[1:]),
     }
     # The point the report quotes: the cheapest budget whose val accuracy is within 0.5 points of all cubes on val.
     def summary_point(points, all_cubes_val_accuracy, tolerance=0.005):

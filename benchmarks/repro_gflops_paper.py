@@ -2,7 +2,7 @@
 
 AdaFocusV3 with MobileNetV2+TSM (fG, 8 glance frames at 224^2) and ResNet-50+TSM (fL) on
 M = 2 cubes of 128x128x12 (adafocus ModelConfig preset "paper_tsm"), counted with
-FlopCounterMode on meta tensors (model.gflops_per_exit / component_gflops; multiply-adds,
+FlopCounterMode on meta tensors (adafocus.inference.gmacs_per_exit / component_gmacs; multiply-adds,
 i.e. FlopCounterMode's count / 2, the paper's unit), beside the full-video baseline
 "TSM+" (FullVideoBaseline: the same fG and fL, fL on every frame at 224^2) for a few
 input lengths. The paper reports 14.0 GFLOPs for AdaFocusV3 (early exit, mean over the
@@ -10,18 +10,16 @@ Sth-Sth V1 val set) vs 35.1 for TSM+ (Table 3); the exit proportions behind 14.0
 not reported, so the script also solves for the share of videos that would have to stop
 at each exit to land on 14.0.
 
-    .venv/bin/python benchmarks/repro_gflops_paper.py     # ~1 min; writes benchmarks/results/repro_gflops_paper.json
+    .venv/bin/python -m benchmarks.repro_gflops_paper     # ~1 min; writes benchmarks/results/repro_gflops_paper.json
 """
 from __future__ import annotations
 
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch
 
-import repro_common as rc  # noqa: E402
-
-import torch  # noqa: E402
+from adafocus.inference import baseline_gmacs, component_gmacs, gmacs_per_exit
+from benchmarks import repro_common as rc
 
 PAPER_ADAFOCUS_GFLOPS = 14.0
 PAPER_TSM_PLUS_GFLOPS = 35.1
@@ -29,17 +27,16 @@ VIDEO_FRAMES = 16  # a 12-frame cube needs a clip of at least 12 frames; Sth-Sth
 
 
 def main() -> int:
-    from adafocus.flops import module_gmacs
-    from adafocus.model import AdaFocusV3, FullVideoBaseline
-    from adafocus.model_config import ModelConfig
+    from adafocus.inference.cost import module_gmacs
+    from adafocus.model import AdaFocusV3, FullVideoBaseline, ModelConfig
 
     torch.manual_seed(0)
     config = ModelConfig.preset("paper_tsm")
     with torch.device("meta"):
         model = AdaFocusV3(config)
     shape = (1, 3, VIDEO_FRAMES, 224, 224)
-    parts = model.component_gflops(shape)
-    exits = model.gflops_per_exit(shape)
+    parts = component_gmacs(model, shape)
+    exits = gmacs_per_exit(model, shape)
 
     single = {
         "mobilenet_v2_224_one_frame": module_gmacs(model.glance.encoder, (1, 3, 1, 224, 224)),
@@ -50,7 +47,7 @@ def main() -> int:
     for frames in (8, 12, 16):
         with torch.device("meta"):
             base = FullVideoBaseline(config.replace(glance_frames=frames))
-        baseline[frames] = base.gflops((1, 3, frames, 224, 224))
+        baseline[frames] = baseline_gmacs(base, (1, 3, frames, 224, 224))
 
     # Exit shares that would give the paper's 14.0: with p0 never taken, a fraction q of the
     # videos stops after cube 1 and 1 - q uses both cubes: q * e1 + (1 - q) * e2 = 14.0.
@@ -63,7 +60,7 @@ def main() -> int:
     # (the all-cubes cost then equals AdaFocusV2+TSM's 12 frames of 128^2).
     with torch.device("meta"):
         split_model = AdaFocusV3(config.replace(cube_size=(6, 128, 128)))
-    split_exits = split_model.gflops_per_exit(shape)
+    split_exits = gmacs_per_exit(split_model, shape)
     s0, s1, s2 = split_exits
     split_q = (s2 - PAPER_ADAFOCUS_GFLOPS) / (s2 - s1)
 
@@ -83,7 +80,7 @@ def main() -> int:
         "two_6_frame_cubes_gmacs_per_exit": split_exits,
         "two_6_frame_cubes_share_stopping_after_cube1_for_14": split_q,
         "machine": rc.machine(),
-        "command": "python benchmarks/repro_gflops_paper.py",
+        "command": "python -m benchmarks.repro_gflops_paper",
     }
     path = rc.write_json("repro_gflops_paper.json", result)
 

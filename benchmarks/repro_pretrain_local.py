@@ -1,4 +1,4 @@
-"""Pre-train the tiny local network fL on target-centred crops (the miniature's "ImageNet pre-training").
+"""Pre-train the tiny local network fL on target-centerd crops (the miniature's "ImageNet pre-training").
 
 The paper starts fG and fL from ImageNet-pretrained MobileNetV2 / ResNet-50, so its policy is
 trained on top of a local network that can already recognise things. Our tiny CNNs start
@@ -7,10 +7,10 @@ they stayed at chance (REPRODUCTION.md): a random 24x24 cube shows the target in
 cubes, too rarely to learn to read digits in the budget. This script gives fL the analogue of
 the paper's pre-training: 24x24 frame crops around the target (jittered by up to +-4 px, only
 frames where the target is visible) of the TRAIN split, classified by a linear head. Only the
-trunk's state dict is written; it is loaded as `model.local_weights` (adafocus.backbones), by
+trunk's state dict is written; it is loaded as `model.local.weights` (adafocus.model.backbones), by
 AdaFocusV3 and by the full-video baseline alike. fG and the policy still start from scratch.
 
-    .venv/bin/python benchmarks/repro_pretrain_local.py      # ~1-2 min; outputs/repro/local_pretrained.pt
+    .venv/bin/python -m benchmarks.repro_pretrain_local      # ~1-2 min; outputs/repro/local_pretrained.pt
 """
 from __future__ import annotations
 
@@ -19,12 +19,10 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch
+import torch.nn.functional as F
 
-import repro_common as rc  # noqa: E402
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+from benchmarks import repro_common as rc
 
 
 def target_crops(dataset, size: int, jitter: int, generator: torch.Generator):
@@ -45,7 +43,7 @@ def target_crops(dataset, size: int, jitter: int, generator: torch.Generator):
 
 
 def main(argv=None) -> int:
-    from adafocus.backbones import build_backbone
+    from adafocus.model.backbones import build_backbone
     from adafocus.data import build_dataset
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,7 +59,7 @@ def main(argv=None) -> int:
     gen = torch.Generator().manual_seed(0)
     train_x, train_y = target_crops(build_dataset(config.data, "train", 10), size, 4, gen)
     val_x, val_y = target_crops(build_dataset(config.data, "val", 10), size, 4, gen)
-    backbone = build_backbone("tiny", tiny_channels=mc.local_tiny_channels, tiny_stride=mc.local_tiny_stride)
+    backbone = build_backbone("tiny", tiny_channels=mc.local.tiny_channels, tiny_stride=mc.local.tiny_stride)
     head = torch.nn.Linear(backbone.out_channels, mc.num_classes)
     params = list(backbone.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=3e-3, weight_decay=1e-4)
@@ -90,7 +88,7 @@ def main(argv=None) -> int:
     torch.save(backbone.body.state_dict(), args.out)
     rc.write_json("repro_pretrain_local.json", {"val_top1_target_crops": val_acc, "train_crops": len(train_x),
                                                 "epochs": args.epochs, "seconds": time.time() - start,
-                                                "command": "python benchmarks/repro_pretrain_local.py"})
+                                                "command": "python -m benchmarks.repro_pretrain_local"})
     print(f"wrote {args.out}")
     return 0
 

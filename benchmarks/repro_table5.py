@@ -1,6 +1,6 @@
 """Table 5 of AdaFocusV3 in miniature: accuracy after t = 1, 2, 4 cubes per policy mode.
 
-Modes (adafocus.model_config.MODES): random policy, learned temporal only (learned_t),
+Variants (benchmarks.repro_common.VARIANTS, each a (policy, crop_gradient) pair): random policy, learned temporal only (learned_t),
 learned spatial only (learned_xy), pixel-based crop gradient (pixel, AdaFocusV2 style)
 and the deep-feature crop gradient (deep_feature, AdaFocusV3). No glance exit, no
 early exit: every test video runs every cube (integer cubes, the inference path), and
@@ -11,8 +11,8 @@ Per seed, one random-cube warm-up (train.random_policy_epochs) is trained once a
 each mode continues from that same checkpoint for the remaining epochs, as in
 `adafocus demo` (so the modes differ only in how the cubes are chosen after it).
 
-    .venv/bin/python benchmarks/repro_table5.py                 # 3 seeds x 5 modes, ~30 min on 2 cores
-    .venv/bin/python benchmarks/repro_table5.py --seeds 0 --modes random deep_feature   # a subset
+    .venv/bin/python -m benchmarks.repro_table5                 # 3 seeds x 5 modes, ~30 min on 2 cores
+    .venv/bin/python -m benchmarks.repro_table5 --seeds 0 --modes random deep_feature   # a subset
 
 Writes benchmarks/results/repro_table5.json (updated after every run) and
 benchmarks/results/repro_table5.md; checkpoints under outputs/repro/table5/.
@@ -25,9 +25,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import repro_common as rc  # noqa: E402
+from benchmarks import repro_common as rc
 
 MODES = ["random", "learned_t", "learned_xy", "pixel", "deep_feature"]
 SHOWN_CUBES = (1, 2, 4)
@@ -74,10 +72,10 @@ def parallel_and_merge(args, argv) -> int:
         for seed in args.seeds:
             name = args.out.replace(".json", f"_seed{seed}.json")
             names.append(name)
-            cmd = [sys.executable, os.path.abspath(__file__), "--config", args.config, "--seeds", str(seed),
+            cmd = [sys.executable, "-m", "benchmarks.repro_table5", "--config", args.config, "--seeds", str(seed),
                    "--modes", *args.modes, "--out", name] + (["--fresh"] if args.fresh else [])
             log = open(os.path.join(rc.RESULTS, "..", "..", "outputs", "repro", f"table5_seed{seed}.log"), "w")
-            children.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
+            children.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=rc.ROOT))
             while sum(c.poll() is None for c in children) >= args.jobs:
                 time.sleep(5)
         for child in children:
@@ -91,7 +89,7 @@ def parallel_and_merge(args, argv) -> int:
     table = summarise(runs)
     rc.write_json(args.out, {"config": rc.run_config(args.config).to_dict(), "machine": machines, "runs": runs,
                              "table": table, "merged_from": names,
-                             "command": "python benchmarks/repro_table5.py " + " ".join(argv or sys.argv[1:])})
+                             "command": "python -m benchmarks.repro_table5 " + " ".join(argv or sys.argv[1:])})
     text = markdown(table)
     print(text)
     with open(os.path.join(rc.RESULTS, args.out.replace(".json", ".md")), "w") as f:
@@ -135,20 +133,20 @@ def main(argv=None) -> int:
             model = rc.train_branch(config, warm, os.path.join(seed_dir, mode), mode)
             seconds = time.time() - t0 + warm_seconds
             test = rc.collect_split(model, config, "test", eval_seed=seed)
-            from adafocus import metrics
+            from adafocus.evaluation import metrics
 
             top1 = [metrics.top1(logits, test["labels"]) for logits in test["exit_logits"]]
             hits = [metrics.hit_rate_after(test["hits"], k) for k in range(1, test["hits"].shape[1] + 1)]
             runs[f"{mode}/seed{seed}"] = {
                 "mode": mode, "seed": seed, "test_top1": top1, "hit_rate_after": hits,
-                "centre_spread": metrics.centre_spread(test["centers"]), "seconds": seconds,
+                "center_spread": metrics.center_spread(test["centers"]), "seconds": seconds,
                 "checkpoint": os.path.join(seed_dir, mode, "checkpoint.pt"),
             }
             logging.info("%s seed %d: top-1 after 0..M cubes %s, hit rate after 1..M %s (%.0fs)", mode, seed,
                          " ".join(f"{a * 100:.1f}" for a in top1), " ".join(f"{h * 100:.1f}" for h in hits), seconds)
             table = summarise(runs)
             rc.write_json(args.out, {"config": base.to_dict(), "machine": rc.machine(), "runs": runs, "table": table,
-                                     "command": "python benchmarks/repro_table5.py " + " ".join(argv or sys.argv[1:])})
+                                     "command": "python -m benchmarks.repro_table5 " + " ".join(argv or sys.argv[1:])})
     table = summarise(runs)
     text = markdown(table)
     print(text)

@@ -4,7 +4,7 @@ the full-video baseline, same backbones, same batch, with the GFLOPs ratio besid
 Models: the seed-0 AdaFocusV3 (deep-feature) checkpoint of benchmarks/repro_table5.py with
 the entropy thresholds that benchmarks/repro_fig3.py solved on val (its "summary point":
 the cheapest budget within 0.5 points of all cubes on val), and the full-video baseline
-repro_fig3.py trained. Inference: `model.infer(video, thresholds)` (integer cubes, batch
+repro_fig3.py trained. Inference: `EarlyExitRunner(model)(video, thresholds)` (integer cubes, batch
 compacted after each exit) vs `baseline(video)`, both under torch.inference_mode, on the
 same batches of test videos already in memory (decoding not timed).
 
@@ -12,7 +12,7 @@ The machine is shared and loaded, so absolute videos/s are noisy: the two models
 in alternating rounds over the same batches, and the ratio is taken per round (median over
 rounds), which cancels most of the slow drift of the load.
 
-    .venv/bin/python benchmarks/repro_throughput.py        # ~3 min after repro_fig3.py
+    .venv/bin/python -m benchmarks.repro_throughput        # ~3 min after repro_fig3.py
 """
 from __future__ import annotations
 
@@ -23,17 +23,17 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch
 
-import repro_common as rc  # noqa: E402
-
-import torch  # noqa: E402
+from adafocus.inference import EarlyExitRunner, baseline_gmacs, no_exit_thresholds
+from benchmarks import repro_common as rc
 
 
 def main(argv=None) -> int:
     from adafocus.data import build_dataset
-    from adafocus.evaluate import load_model
-    from repro_fig3 import load_baseline
+    from adafocus.training.checkpoint import load_model
+    from adafocus.training.config import RunConfig
+    from benchmarks.repro_fig3 import load_baseline
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fig3", default=os.path.join(rc.RESULTS, "repro_fig3.json"))
@@ -53,8 +53,6 @@ def main(argv=None) -> int:
     clock = time.thread_time if args.clock == "thread" else time.perf_counter
     with open(args.fig3) as f:
         fig3 = json.load(f)
-    from adafocus.config import RunConfig
-
     config = RunConfig.from_dict(fig3["config"])
     model, _ = load_model(fig3["checkpoint"], torch.device("cpu"))
     baseline = load_baseline(fig3["baseline"]["checkpoint"])
@@ -66,13 +64,12 @@ def main(argv=None) -> int:
     videos = torch.stack([dataset[i]["video"] for i in range(n)])
     labels = torch.tensor([dataset[i]["label"] for i in range(n)])
     batches = [videos[i:i + args.batch_size] for i in range(0, n, args.batch_size)]
-    from adafocus.early_exit import no_exit_thresholds
-
     no_exit = no_exit_thresholds(model.num_exits)  # every video runs every cube
 
+    runner = EarlyExitRunner(model)
     runners = {
-        "adafocus_early_exit": lambda x: model.infer(x, thresholds),
-        "adafocus_all_cubes": lambda x: model.infer(x, no_exit),
+        "adafocus_early_exit": lambda x: runner(x, thresholds),
+        "adafocus_all_cubes": lambda x: runner(x, no_exit),
         "full_video_baseline": lambda x: baseline(x).logits[0],
     }
     with torch.inference_mode():
@@ -90,13 +87,13 @@ def main(argv=None) -> int:
                 for batch in batches:
                     run(batch)
                 times[name].append(clock() - t0)
-        outs = [model.infer(b, thresholds) for b in batches]
+        outs = [runner(b, thresholds) for b in batches]
         base_logits = torch.cat([baseline(b).logits[0] for b in batches])
     picked = torch.cat([o.logits for o in outs])
     gflops = torch.cat([o.gflops for o in outs])
     exits = torch.cat([o.exit_index for o in outs])
-    base_gflops = baseline.gflops(videos.shape)
-    all_cubes_gflops = model.gflops_per_exit(videos.shape)[-1]
+    base_gflops = baseline_gmacs(baseline, videos.shape)
+    all_cubes_gflops = runner.gmacs_per_exit(videos.shape)[-1]
 
     vps = {name: [n / t for t in ts] for name, ts in times.items()}
     ratio = [b / a for a, b in zip(times["adafocus_early_exit"], times["full_video_baseline"])]
@@ -115,7 +112,7 @@ def main(argv=None) -> int:
                                      "full_video_baseline": float((base_logits.argmax(1) == labels).double().mean())},
         "exit_fractions": torch.bincount(exits, minlength=model.num_exits).double().div(n).tolist(),
         "machine": rc.machine(),
-        "command": "python benchmarks/repro_throughput.py " + " ".join(argv or sys.argv[1:]),
+        "command": "python -m benchmarks.repro_throughput " + " ".join(argv or sys.argv[1:]),
     }
     rc.write_json(f"{args.out}_{args.clock}_{torch.get_num_threads()}t.json", result)
     print(f"{n} test videos {tuple(videos.shape[1:])}, batch {args.batch_size}, {result['threads']} threads, {args.clock} clock, "

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from adafocus.cli import build_parser, main
-from adafocus.config import DataConfig, EvalConfig, TrainConfig
+from adafocus.apps.cli import build_parser, main
+from adafocus.training.config import DataConfig, EvalConfig, TrainConfig
 from adafocus.data.synthetic import SyntheticConfig, render_video
 
 from train_helpers import TINY, tiny_config
@@ -77,8 +77,8 @@ def test_python_dash_m_help_and_bad_option(tmp_path):
 
 
 def test_override_types_are_parsed(tmp_path):
-    from adafocus.cli import build_parser
-    from adafocus.config import config_from_args
+    from adafocus.apps.cli import build_parser
+    from adafocus.training.config import config_from_args
 
     args = build_parser().parse_args(["train", "--config", tiny_config(tmp_path), "--train.lr", "0.5",
                                       "--data.flip", "false", "--model.cube_size", "[1, 8, 8]",

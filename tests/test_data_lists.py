@@ -108,7 +108,7 @@ def test_video_file_dataset_decodes_mp4(tmp_path):
     item = data[0]
     assert item["video"].shape == (3, 5, 32, 32)
     assert item["label"].tolist() == [0.0, 1.0, 1.0]
-    red = item["video"][0].mean(dim=(1, 2)) * 255  # centre frames 1, 3, 5, 7, 9
+    red = item["video"][0].mean(dim=(1, 2)) * 255  # center frames 1, 3, 5, 7, 9
     assert np.allclose(red.numpy(), [20, 60, 100, 140, 180], atol=12)
 
 

@@ -133,6 +133,6 @@ def test_unknown_decoder_is_rejected(tmp_path):
 
 
 def test_config_has_decoder_field():
-    from adafocus.config import DataConfig
+    from adafocus.training.config import DataConfig
 
     assert DataConfig().decoder == "auto"

@@ -3,16 +3,17 @@ import pytest
 import torch
 
 import cubecrop
-from adafocus import early_exit
+from adafocus.inference import early_exit, frame_dedup
 from adafocus.model import AdaFocusV3
-from adafocus.model_config import ModelConfig
-from adafocus.thresholds import solve_thresholds
+from adafocus.model.config import ModelConfig
+from adafocus.evaluation.calibration import solve_thresholds
+from adafocus.inference import EarlyExitRunner, gmacs_per_exit
 
 
 def spread_model(**overrides) -> AdaFocusV3:
     """An untrained tiny model whose exit heads are scaled up, so entropies differ a lot between videos."""
     torch.manual_seed(0)
-    config = ModelConfig.preset("tiny", num_cubes=3, policy_channels=16, local_tiny_channels=(8, 16, 16), **overrides)
+    config = ModelConfig.preset("tiny", num_cubes=3, policy_channels=16, local=dict(tiny_channels=(8, 16, 16)), **overrides)
     model = AdaFocusV3(config).eval()
     with torch.no_grad():
         for head in model.classifier.heads:
@@ -24,35 +25,35 @@ def test_batched_early_exit_matches_offline_simulation():
     model = spread_model()
     video = torch.randn(16, 3, 8, 48, 48)
     labels = torch.randint(0, 10, (16,))
-    full = model.infer(video, return_all_exits=True)
-    cost = model.gflops_per_exit(video.shape)
+    full = EarlyExitRunner(model)(video, return_all_exits=True)
+    cost = gmacs_per_exit(model, video.shape)
     thresholds = solve_thresholds(full.all_logits, labels, cost, budget=(cost[0] + cost[-1]) / 2)
     expected_logits, expected_exit, expected_gflops = early_exit.simulate(full.all_logits, thresholds, cost)
     assert len(set(expected_exit.tolist())) >= 2, "the thresholds should split the videos over several exits"
 
-    batched = model.infer(video, thresholds=thresholds)
+    batched = EarlyExitRunner(model)(video, thresholds=thresholds)
     assert torch.equal(batched.exit_index, expected_exit)
     torch.testing.assert_close(batched.logits, expected_logits, rtol=1e-4, atol=1e-4)
     assert torch.equal(batched.logits.argmax(1), expected_logits.argmax(1))
     torch.testing.assert_close(batched.gflops, expected_gflops)
     # return_all_exits applies the same thresholds offline.
-    again = model.infer(video, thresholds=thresholds, return_all_exits=True)
+    again = EarlyExitRunner(model)(video, thresholds=thresholds, return_all_exits=True)
     assert torch.equal(again.exit_index, expected_exit)
     # Thresholds stored in the model are the default.
     model.set_thresholds(thresholds)
-    assert torch.equal(model.infer(video).exit_index, expected_exit)
+    assert torch.equal(EarlyExitRunner(model)(video).exit_index, expected_exit)
 
 
 def test_each_stage_runs_only_on_the_videos_still_running():
     model = spread_model()
     video = torch.randn(16, 3, 8, 48, 48)
-    full = model.infer(video, return_all_exits=True)
+    full = EarlyExitRunner(model)(video, return_all_exits=True)
     entropies = torch.stack([early_exit.entropy(l) for l in full.all_logits])
     thresholds = entropies.median(dim=1).values  # about half of the running videos stop at each exit
     thresholds[-1] = float("inf")
     batch_sizes = []
     hook = model.local.encoder.register_forward_hook(lambda module, args, out: batch_sizes.append(args[0].shape[0]))
-    result = model.infer(video, thresholds=thresholds)
+    result = EarlyExitRunner(model)(video, thresholds=thresholds)
     hook.remove()
     running = [int((result.exit_index >= t).sum()) for t in range(1, model.num_exits)]
     assert batch_sizes == [n for n in running if n > 0]
@@ -64,7 +65,7 @@ def test_deduplicate_frames_never_repeats_and_moves_to_the_nearest_free_frame():
     for num_frames, cubes in [(8, 8), (16, 5), (5, 3), (18, 18)]:
         frames = torch.randint(0, num_frames, (200, cubes), generator=generator)
         frames[:50] = frames[:50, :1]  # many rows with every cube on one frame
-        out = early_exit.deduplicate_frames(frames, num_frames)
+        out = frame_dedup.deduplicate_frames(frames, num_frames)
         for row_in, row_out in zip(frames.tolist(), out.tolist()):
             assert len(set(row_out)) == cubes
             used = set()
@@ -77,14 +78,14 @@ def test_deduplicate_frames_never_repeats_and_moves_to_the_nearest_free_frame():
                 used.add(got)
 
 
-def test_frame_of_centre_matches_the_integer_crop():
+def test_frame_of_center_matches_the_integer_crop():
     video = torch.arange(10, dtype=torch.float32).view(1, 1, 10, 1, 1).expand(1, 1, 10, 2, 2).contiguous()
-    centres_t = torch.tensor([0.0, 0.49, 0.5, 3.99, 4.5, 9.99, 10.0])
+    centers_t = torch.tensor([0.0, 0.49, 0.5, 3.99, 4.5, 9.99, 10.0])
     for dt in (1, 3):
-        centres = torch.stack((centres_t, torch.ones(7), torch.ones(7)), dim=1).unsqueeze(0)
-        cubes = cubecrop.crop_cubes_int(video, centres, (dt, 2, 2))
+        centers = torch.stack((centers_t, torch.ones(7), torch.ones(7)), dim=1).unsqueeze(0)
+        cubes = cubecrop.crop_cubes_int(video, centers, (dt, 2, 2))
         first = cubes[0, :, 0, 0, 0, 0].long()
-        assert torch.equal(first, early_exit.frame_of_centre(centres_t, dt, 10))
+        assert torch.equal(first, frame_dedup.frame_of_center(centers_t, dt, 10))
 
 
 def test_inference_never_processes_a_frame_twice():
@@ -97,11 +98,11 @@ def test_inference_never_processes_a_frame_twice():
     video = torch.randn(3, 3, 8, 32, 32)
     cubes = []
     hook = model.local.encoder.register_forward_hook(lambda module, args, out: cubes.append(args[0].clone()))
-    result = model.infer(video)
+    result = EarlyExitRunner(model)(video)
     hook.remove()
     raw = model.policy(model.glance(video), (8, 32, 32))
-    assert len(set(early_exit.frame_of_centre(raw[..., 0], 1, 8).flatten().tolist())) == 1
-    frames = early_exit.frame_of_centre(result.centers[..., 0], 1, 8)
+    assert len(set(frame_dedup.frame_of_center(raw[..., 0], 1, 8).flatten().tolist())) == 1
+    frames = frame_dedup.frame_of_center(result.centers[..., 0], 1, 8)
     for b in range(3):
         assert len(set(frames[b].tolist())) == 6
         for t in range(6):

@@ -3,10 +3,11 @@ configuration's full path, growth with the exit index, and what inference charge
 import pytest
 import torch
 
-from adafocus.backbones import build_backbone
-from adafocus.flops import module_gmacs
+from adafocus.model.backbones import build_backbone
+from adafocus.inference.cost import module_gmacs
 from adafocus.model import AdaFocusV3, FullVideoBaseline
-from adafocus.model_config import ModelConfig
+from adafocus.model.config import ModelConfig
+from adafocus.inference import EarlyExitRunner, baseline_gmacs, component_gmacs, gmacs_per_exit
 
 
 def meta_backbone(name):
@@ -26,8 +27,8 @@ def test_paper_tsm_configuration_full_path():
     with torch.device("meta"):
         model = AdaFocusV3(ModelConfig.preset("paper_tsm"))
     shape = (1, 3, 16, 224, 224)
-    parts = model.component_gflops(shape)
-    exits = model.gflops_per_exit(shape)
+    parts = component_gmacs(model, shape)
+    exits = gmacs_per_exit(model, shape)
     assert len(exits) == 3
     # 8 glance frames of MobileNetV2 at 224 + 2 cubes x 12 frames of ResNet-50 at 128 + policy + heads.
     expected = 8 * 0.30 + 24 * 1.33 + parts["policy"] + parts["glance_head"] + 2 * parts["local_head"]
@@ -42,20 +43,22 @@ def test_gflops_grow_with_the_exit_index_and_inference_charges_the_exit_taken():
     torch.manual_seed(0)
     model = AdaFocusV3(ModelConfig.preset("tiny", num_cubes=4)).eval()
     video = torch.randn(6, 3, 8, 48, 48)
-    exits = model.gflops_per_exit(video.shape)
+    exits = gmacs_per_exit(model, video.shape)
     assert all(b > a for a, b in zip(exits, exits[1:]))
-    parts = model.component_gflops(video.shape)
+    parts = component_gmacs(model, video.shape)
     assert exits[2] - exits[1] == pytest.approx(parts["local_cube"] + parts["local_head"])
     thresholds = torch.tensor([float("-inf"), float("inf"), float("inf"), float("inf"), float("inf")])
-    result = model.infer(video, thresholds=thresholds)
+    result = EarlyExitRunner(model)(video, thresholds=thresholds)
     assert result.exit_index.tolist() == [1] * 6
     assert result.gflops.tolist() == pytest.approx([exits[1]] * 6)
-    model.config.mode = "random"  # no policy to run, none to pay for
-    assert model.gflops_per_exit(video.shape)[1] == pytest.approx(exits[1] - parts["policy"])
+    # Random cubes run no policy network, so they do not pay for one; the model is not changed.
+    assert gmacs_per_exit(model, video.shape, policy="random")[1] == pytest.approx(exits[1] - parts["policy"])
+    assert EarlyExitRunner(model, policy="random").gmacs_per_exit(video.shape) == gmacs_per_exit(model, video.shape, "random")
+    assert model.config.policy == "learned"
 
 
 def test_full_video_baseline_costs_fl_on_every_frame():
     with torch.device("meta"):
         baseline = FullVideoBaseline(ModelConfig.preset("paper_tsm"))
-    gflops = baseline.gflops((1, 3, 8, 224, 224))
+    gflops = baseline_gmacs(baseline, (1, 3, 8, 224, 224))
     assert gflops == pytest.approx(8 * 0.2995 + 8 * 4.0874, rel=0.01)

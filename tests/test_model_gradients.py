@@ -1,17 +1,17 @@
 """Where the gradients go: the policy learns through the crop (deep-feature or pixel), never trains fG,
-learns nothing in random mode; and the deep-feature centre gradient points at the evidence."""
+learns nothing with random cubes; and the deep-feature center gradient points at the evidence."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from adafocus.local import LocalEncoder
+from adafocus.model.local import LocalEncoder
 from adafocus.model import AdaFocusV3
-from adafocus.model_config import ModelConfig
+from adafocus.model.config import ModelConfig
 
 
 def small_model(**overrides) -> AdaFocusV3:
     torch.manual_seed(0)
-    config = ModelConfig.preset("tiny", num_cubes=2, policy_channels=16, local_tiny_channels=(8, 16, 16), **overrides)
+    config = ModelConfig.preset("tiny", num_cubes=2, policy_channels=16, local=dict(tiny_channels=(8, 16, 16)), **overrides)
     return AdaFocusV3(config)
 
 
@@ -26,37 +26,38 @@ def total(gradients) -> float:
 VIDEO = dict(size=(3, 3, 8, 48, 48))
 
 
-@pytest.mark.parametrize("mode", ["deep_feature", "pixel"])
-def test_policy_learns_through_the_crop(mode):
-    model = small_model()
-    out = model(torch.randn(*VIDEO["size"]), mode=mode)
+@pytest.mark.parametrize("crop_gradient", ["deep_feature", "pixel"])
+def test_policy_learns_through_the_crop(crop_gradient):
+    model = small_model(crop_gradient=crop_gradient)
+    out = model(torch.randn(*VIDEO["size"]))
     model.loss(out, torch.tensor([0, 1, 2])).backward()
     assert total(grads(model.policy.head)) > 0
     assert total(grads(model.policy.trunk)) > 0
     assert all(g is not None for g in grads(model.glance))  # fG trains through the exit heads
 
 
-@pytest.mark.parametrize("mode", ["deep_feature", "pixel", "learned_t", "learned_xy"])
-def test_policy_path_never_reaches_the_glance_encoder(mode):
-    model = small_model()
-    out = model(torch.randn(*VIDEO["size"]), mode=mode)
+@pytest.mark.parametrize("policy, crop_gradient", [("learned", "deep_feature"), ("learned", "pixel"),
+                                                   ("learned_t", "deep_feature"), ("learned_xy", "deep_feature")])
+def test_policy_path_never_reaches_the_glance_encoder(policy, crop_gradient):
+    model = small_model(crop_gradient=crop_gradient)
+    out = model(torch.randn(*VIDEO["size"]), policy=policy)
     out.centers.sum().backward()  # only the policy path
     assert total(grads(model.policy)) > 0
     assert all(g is None for g in grads(model.glance))
 
 
-def test_random_mode_gives_the_policy_nothing():
+def test_random_cubes_give_the_policy_nothing():
     model = small_model()
-    out = model(torch.randn(*VIDEO["size"]), mode="random")
+    out = model(torch.randn(*VIDEO["size"]), policy="random")
     model.loss(out, torch.tensor([0, 1, 2])).backward()
     assert all(g is None for g in grads(model.policy))
     assert total(grads(model.local)) > 0
 
 
-@pytest.mark.parametrize("mode, learned_axes", [("learned_t", [0]), ("learned_xy", [1, 2])])
-def test_one_axis_modes_learn_only_their_axes(mode, learned_axes):
+@pytest.mark.parametrize("policy, learned_axes", [("learned_t", [0]), ("learned_xy", [1, 2])])
+def test_one_axis_policies_learn_only_their_axes(policy, learned_axes):
     model = small_model()
-    out = model(torch.randn(*VIDEO["size"]), mode=mode)
+    out = model(torch.randn(*VIDEO["size"]), policy=policy)
     random_axes = [a for a in range(3) if a not in learned_axes]
     out.centers[..., random_axes].sum().backward(retain_graph=True)
     assert total(grads(model.policy)) == 0
@@ -64,7 +65,7 @@ def test_one_axis_modes_learn_only_their_axes(mode, learned_axes):
     assert total(grads(model.policy)) > 0
 
 
-# ---- the deep-feature gradient points toward the evidence (DESIGN.md section 5) ----------------
+# ---- the deep-feature gradient points toward the evidence (docs/design.md, "Deep-feature trick") ----------------
 
 CLASSES, SIDE, OBJECT = 4, 48, 16
 
@@ -72,8 +73,8 @@ CLASSES, SIDE, OBJECT = 4, 48, 16
 def digit_videos(n: int, seed: int):
     """Two-frame videos of noise with one red, 2x-upscaled 8x8 handwritten digit (the label) somewhere.
 
-    Returns video (n, 3, 2, SIDE, SIDE), labels (n,), object centres (n, 2) as (y, x) pixels.
-    The object centre stays >= 6 px + half a cube from the border, so a cube 6 px off it is inside.
+    Returns video (n, 3, 2, SIDE, SIDE), labels (n,), object centers (n, 2) as (y, x) pixels.
+    The object center stays >= 6 px + half a cube from the border, so a cube 6 px off it is inside.
     """
     from sklearn.datasets import load_digits
 
@@ -91,31 +92,31 @@ def digit_videos(n: int, seed: int):
     return video, labels, corner.float() + OBJECT / 2
 
 
-def frame_centres(yx: torch.Tensor) -> torch.Tensor:
-    """(n, 2) spatial centres -> (n, 1, 3) cube centres on frame 0 (t = 1.0: the two-frame enlarged window)."""
+def frame_centers(yx: torch.Tensor) -> torch.Tensor:
+    """(n, 2) spatial centers -> (n, 1, 3) cube centers on frame 0 (t = 1.0: the two-frame enlarged window)."""
     return torch.cat((torch.ones(yx.shape[0], 1), yx), dim=1).unsqueeze(1)
 
 
 def test_deep_feature_gradient_points_toward_the_object():
     torch.manual_seed(0)
-    config = ModelConfig(local_tiny_channels=(16, 32), local_tiny_stride=4, cube_size=(1, 24, 24))
+    config = ModelConfig(local=dict(tiny_channels=(16, 32), tiny_stride=4), cube_size=(1, 24, 24))
     local, head = LocalEncoder(config), torch.nn.Linear(32, CLASSES)
     optimiser = torch.optim.Adam([*local.parameters(), *head.parameters()], lr=3e-3)
-    video, labels, centres = digit_videos(512, seed=1)
+    video, labels, centers = digit_videos(512, seed=1)
     generator = torch.Generator().manual_seed(3)
     for _ in range(120):  # a few seconds: fL learns to read the digit in cubes near it
         batch = torch.randint(0, 512, (32,), generator=generator)
         jitter = torch.randint(-6, 7, (32, 2), generator=generator).float()
-        cubes = frame_centres((centres[batch] + jitter).clamp(12, SIDE - 12))
+        cubes = frame_centers((centers[batch] + jitter).clamp(12, SIDE - 12))
         loss = F.cross_entropy(head(local(video[batch], cubes, crop="integer")[:, 0]), labels[batch])
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
     local.eval()
 
-    video, labels, centres = digit_videos(200, seed=2)
+    video, labels, centers = digit_videos(200, seed=2)
     with torch.no_grad():
-        on_object = head(local(video, frame_centres(centres), crop="integer")[:, 0])
+        on_object = head(local(video, frame_centers(centers), crop="integer")[:, 0])
     assert float((on_object.argmax(1) == labels).float().mean()) > 0.9, "fL did not learn the task"
 
     # Each cube 6 px off its object along y or x.
@@ -125,10 +126,10 @@ def test_deep_feature_gradient_points_toward_the_object():
     offset[torch.arange(200), axis] = 6.0 * (torch.randint(0, 2, (200,), generator=generator) * 2 - 1)
     toward = {}
     for crop in ("deep_feature", "pixel"):
-        cubes = frame_centres(centres + offset).requires_grad_(True)
+        cubes = frame_centers(centers + offset).requires_grad_(True)
         loss = F.cross_entropy(head(local(video, cubes, crop=crop)[:, 0]), labels, reduction="sum")
         (gradient,) = torch.autograd.grad(loss, cubes)
-        # Gradient descent moves the centre by -gradient; the object lies along -offset.
+        # Gradient descent moves the center by -gradient; the object lies along -offset.
         toward[crop] = float(((gradient[:, 0, 1:] * offset).sum(1) > 0).float().mean())
     assert toward["deep_feature"] >= 0.75, toward
     assert toward["deep_feature"] > toward["pixel"], toward

@@ -1,10 +1,10 @@
-"""Policy pi: heat-map soft-argmax in video coordinates, clamping, random centres, the sigmoid option."""
+"""Policy pi: heat-map soft-argmax in video coordinates, clamping, random centers, the sigmoid option."""
 import torch
 
-from adafocus.glance import glance_frame_indices, make_glance_input
+from adafocus.model.glance import glance_frame_indices, make_glance_input
 from adafocus.model import AdaFocusV3
-from adafocus.model_config import ModelConfig
-from adafocus.policy import clamp_centres, glance_grid_coordinates, random_centres, soft_argmax
+from adafocus.model.config import ModelConfig
+from adafocus.model.policy import clamp_centers, glance_grid_coordinates, random_centers, soft_argmax
 
 
 def test_glance_samples_the_middle_of_each_segment():
@@ -21,18 +21,18 @@ def test_a_peaked_heat_map_points_at_its_cell_in_video_coordinates():
     coordinates = glance_grid_coordinates((16, 64, 48), (4, 4, 3))
     heat = torch.full((1, 1, 4, 4, 3), -1e4)
     heat[0, 0, 2, 1, 2] = 0.0
-    centre = soft_argmax(heat, coordinates)[0, 0]
-    # glance frame 2 is video frame 10 (centre 10.5); row 1 of 4 over 64 px: 24; column 2 of 3 over 48 px: 40.
-    torch.testing.assert_close(centre, torch.tensor([10.5, 24.0, 40.0]))
+    center = soft_argmax(heat, coordinates)[0, 0]
+    # glance frame 2 is video frame 10 (center 10.5); row 1 of 4 over 64 px: 24; column 2 of 3 over 48 px: 40.
+    torch.testing.assert_close(center, torch.tensor([10.5, 24.0, 40.0]))
     uniform = soft_argmax(torch.zeros(1, 1, 4, 4, 3), coordinates)[0, 0]
     torch.testing.assert_close(uniform, torch.tensor([8.5, 32.0, 24.0]))
 
 
-def test_clamp_and_random_centres_keep_cubes_inside():
-    centres = torch.tensor([[[0.0, 0.0, 100.0], [15.9, 31.0, 2.0]]])
-    clamped = clamp_centres(centres, (4, 16, 16), (16, 32, 32))
+def test_clamp_and_random_centers_keep_cubes_inside():
+    centers = torch.tensor([[[0.0, 0.0, 100.0], [15.9, 31.0, 2.0]]])
+    clamped = clamp_centers(centers, (4, 16, 16), (16, 32, 32))
     torch.testing.assert_close(clamped, torch.tensor([[[2.0, 8.0, 24.0], [14.0, 24.0, 8.0]]]))
-    r = random_centres(500, 3, (4, 16, 16), (16, 32, 32), generator=torch.Generator().manual_seed(0))
+    r = random_centers(500, 3, (4, 16, 16), (16, 32, 32), generator=torch.Generator().manual_seed(0))
     low, high = torch.tensor([2.0, 8.0, 8.0]), torch.tensor([14.0, 24.0, 24.0])
     assert bool((r >= low).all() and (r <= high).all())
     assert bool((r.flatten(0, 1).std(0) > 2).all())  # spread over the whole range

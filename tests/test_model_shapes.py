@@ -4,12 +4,13 @@ import io
 import pytest
 import torch
 
-from adafocus.backbones import build_backbone
+from adafocus.model.backbones import build_backbone
 from adafocus.model import AdaFocusV3, FullVideoBaseline
-from adafocus.model_config import ModelConfig
-from adafocus.tsm import TemporalShift, insert_temporal_shift, set_segments, temporal_shift
+from adafocus.model.config import ModelConfig
+from adafocus.model.tsm import TemporalShift, insert_temporal_shift, set_segments, temporal_shift
+from adafocus.inference import EarlyExitRunner, baseline_gmacs, gmacs_per_exit
 
-TINY = dict(glance_backbone="tiny", local_backbone="tiny", policy_channels=16, glance_resolution=16)
+TINY = dict(glance=dict(backbone="tiny"), local=dict(backbone="tiny"), policy_channels=16, glance_resolution=16)
 
 
 def paper_like(setting: str, **overrides) -> ModelConfig:
@@ -21,20 +22,20 @@ def paper_like(setting: str, **overrides) -> ModelConfig:
 
 
 @pytest.mark.parametrize("setting, frames", [("paper_tsm", 16), ("paper_long", 20)])
-@pytest.mark.parametrize("mode", ["deep_feature", "pixel", "random"])
-def test_forward_shapes_and_centres_inside(setting, frames, mode):
+@pytest.mark.parametrize("policy, crop_gradient", [("learned", "deep_feature"), ("learned", "pixel"), ("random", "deep_feature")])
+def test_forward_shapes_and_centers_inside(setting, frames, policy, crop_gradient):
     torch.manual_seed(0)
-    config = paper_like(setting)
+    config = paper_like(setting, crop_gradient=crop_gradient)
     model = AdaFocusV3(config)
     video = torch.randn(2, 3, frames, 32, 40)
-    out = model(video, mode=mode)
+    out = model(video, policy=policy)
     assert len(out.logits) == config.num_cubes + 1
     assert all(logits.shape == (2, 7) for logits in out.logits)
     assert out.centers.shape == (2, config.num_cubes, 3)
     cube = torch.tensor(config.cube_size, dtype=torch.float32)
     extent = torch.tensor([frames, 32, 40], dtype=torch.float32)
     assert bool((out.centers >= cube / 2 - 1e-5).all()) and bool((out.centers <= extent - cube / 2 + 1e-5).all())
-    target = torch.zeros(2, 7).index_fill_(1, torch.tensor([1, 3]), 1.0) if config.multi_label else torch.tensor([1, 3])
+    target = torch.zeros(2, 7).index_fill_(1, torch.tensor([1, 3]), 1.0) if config.loss == "bce" else torch.tensor([1, 3])
     loss = model.loss(out, target)
     assert loss.dim() == 0 and torch.isfinite(loss)
     loss.backward()
@@ -46,7 +47,7 @@ def test_infer_shapes(setting, frames):
     config = paper_like(setting)
     model = AdaFocusV3(config).eval()
     video = torch.randn(3, 3, frames, 32, 40)
-    result = model.infer(video, return_all_exits=True)
+    result = EarlyExitRunner(model)(video, return_all_exits=True)
     assert result.logits.shape == (3, 7)
     assert result.all_logits.shape == (config.num_cubes + 1, 3, 7)
     assert result.exit_index.tolist() == [config.num_cubes] * 3  # default thresholds: no early exit
@@ -63,9 +64,9 @@ def test_loss_is_sum_of_per_exit_cross_entropies():
     torch.testing.assert_close(model.loss(out, target), expected)
 
 
-def test_multi_label_loss_is_bce():
+def test_bce_loss_for_multi_hot_targets():
     torch.manual_seed(0)
-    model = AdaFocusV3(ModelConfig.preset("tiny", num_cubes=1, multi_label=True))
+    model = AdaFocusV3(ModelConfig.preset("tiny", num_cubes=1, loss="bce"))
     out = model(torch.randn(2, 3, 8, 48, 48))
     target = torch.tensor([[0, 1, 1, 0, 0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0, 0, 0, 0]], dtype=torch.float32)
     expected = sum(torch.nn.functional.binary_cross_entropy_with_logits(l, target) for l in out.logits)
@@ -92,9 +93,13 @@ def test_auxiliary_per_encoder_losses_are_off_by_default_and_add_when_on():
 def test_config_round_trip_and_errors():
     config = ModelConfig.preset("paper_tsm", num_classes=5)
     assert ModelConfig.from_dict(config.to_dict()) == config
-    assert config.cube_size == (12, 128, 128) and config.glance_tsm and config.local_tsm
+    assert config.cube_size == (12, 128, 128) and config.glance.tsm and config.local.tsm
+    with pytest.raises(ValueError, match="policy"):
+        ModelConfig(policy="pixels")
+    with pytest.raises(ValueError, match="crop_gradient"):
+        ModelConfig(crop_gradient="random")
     with pytest.raises(ValueError, match="mode"):
-        ModelConfig(mode="pixels")
+        ModelConfig.from_dict({"mode": "pixels"})
     with pytest.raises(ValueError, match="unknown ModelConfig fields"):
         ModelConfig.from_dict({"cubes": 3})
     with pytest.raises(ValueError, match="unknown preset"):
@@ -142,11 +147,12 @@ def test_tsm_wraps_residual_branches_and_mixes_frames(name):
 
 def test_autocast_bf16_forward_backward():
     torch.manual_seed(0)
-    model = AdaFocusV3(ModelConfig.preset("tiny", num_cubes=2, local_tiny_channels=(8, 8, 16)))
     video = torch.randn(2, 3, 4, 40, 40)
-    for mode in ("deep_feature", "pixel"):
+    for crop_gradient in ("deep_feature", "pixel"):
+        model = AdaFocusV3(ModelConfig.preset("tiny", num_cubes=2, local=dict(tiny_channels=(8, 8, 16)),
+                                              crop_gradient=crop_gradient))
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = model(video, mode=mode)
+            out = model(video)
             loss = model.loss(out, torch.tensor([1, 2]))
         assert torch.isfinite(loss)
         model.zero_grad()
@@ -154,13 +160,13 @@ def test_autocast_bf16_forward_backward():
         assert model.policy.head.weight.grad.abs().sum() > 0
     model.eval()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        result = model.infer(video)
+        result = EarlyExitRunner(model)(video)
     assert result.logits.shape == (2, 10)
 
 
 def test_state_dict_round_trip_reproduces_outputs():
     torch.manual_seed(0)
-    config = ModelConfig.preset("tiny", num_cubes=3, glance_tsm=True, local_tsm=True, cube_size=(2, 32, 32))
+    config = ModelConfig.preset("tiny", num_cubes=3, glance=dict(tsm=True), local=dict(tsm=True), cube_size=(2, 32, 32))
     model = AdaFocusV3(config)
     video = torch.randn(2, 3, 8, 48, 48)
     model(video)  # one training step's BN statistics update, so the buffers are not their defaults
@@ -177,7 +183,7 @@ def test_state_dict_round_trip_reproduces_outputs():
     torch.testing.assert_close(restored.exit_thresholds, model.exit_thresholds)
     for a, b in zip(model(video).logits, restored(video).logits):
         torch.testing.assert_close(a, b)
-    first, second = model.infer(video), restored.infer(video)
+    first, second = EarlyExitRunner(model)(video), EarlyExitRunner(restored)(video)
     torch.testing.assert_close(first.logits, second.logits)
     assert torch.equal(first.exit_index, second.exit_index)
 
@@ -193,7 +199,7 @@ def test_full_video_baseline():
     assert baseline.local.encoder.backbone.body.stages[0][0].weight.grad is not None
     model = AdaFocusV3(config)
     # fL on every full frame costs more than fL on M cubes.
-    assert baseline.gflops(video.shape) > model.gflops_per_exit(video.shape)[-1]
+    assert baseline_gmacs(baseline, video.shape) > gmacs_per_exit(model, video.shape)[-1]
 
 
 def test_local_weights_load_from_a_file(tmp_path):
@@ -213,8 +219,8 @@ def test_deep_feature_with_a_cube_spanning_the_whole_clip():
     # Dt = T: no room for the one-frame-larger training window; the time axis is edge-padded and
     # the cube's features come from exactly its own frames. The spatial axes still learn.
     torch.manual_seed(0)
-    model = AdaFocusV3(ModelConfig.preset("tiny", num_cubes=2, cube_size=(8, 32, 32), local_tsm=True))
-    out = model(torch.randn(2, 3, 8, 48, 48), mode="deep_feature")
+    model = AdaFocusV3(ModelConfig.preset("tiny", num_cubes=2, cube_size=(8, 32, 32), local=dict(tsm=True)))
+    out = model(torch.randn(2, 3, 8, 48, 48))
     assert bool((out.centers[..., 0] == 4.0).all())
     model.loss(out, torch.tensor([1, 2])).backward()
     assert model.policy.head.weight.grad.abs().sum() > 0

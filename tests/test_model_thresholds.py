@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from adafocus import early_exit
-from adafocus.thresholds import average_precision, budget_curve, geometric_thresholds, solve_thresholds
+from adafocus.inference import early_exit
+from adafocus.evaluation.calibration import budget_curve, even_budgets, geometric_thresholds, solve_thresholds
+from adafocus.evaluation.metrics import mean_average_precision
 
 COST = [1.0, 3.0, 5.0, 7.0]
 
@@ -82,9 +83,9 @@ def test_geometric_law_sets_exit_proportions():
 def test_multi_label_curve_reports_map():
     scores = torch.tensor([[0.9, 0.1], [0.8, 0.7], [0.2, 0.6], [0.1, 0.2]])
     labels = torch.tensor([[1, 0], [1, 1], [0, 1], [0, 0]])
-    assert float(average_precision(scores, labels)) == pytest.approx(1.0)
+    assert mean_average_precision(scores, labels) == pytest.approx(1.0)
     reversed_scores = -scores
-    assert float(average_precision(reversed_scores, labels)) < 0.6
+    assert mean_average_precision(reversed_scores, labels) < 0.6
     logits = torch.stack([scores, scores * 3])
     curve = budget_curve(logits, labels, [1.0, 2.0], budgets=[1.0, 2.0])
     assert all(0.0 <= p["accuracy"] <= 1.0 for p in curve)

@@ -2,8 +2,8 @@
 import numpy as np
 import torch
 
-from adafocus.config import RunConfig
-from adafocus.train import Trainer
+from adafocus.training.config import RunConfig
+from adafocus.training.trainer import Trainer
 
 from test_data_lists import write_frame_folder
 from train_helpers import TINY

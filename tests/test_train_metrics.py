@@ -1,10 +1,10 @@
-"""Evaluation metrics: top-1/Hit@1, mAP against scikit-learn, cube hit rate geometry, centre spread."""
+"""Evaluation metrics: top-1/Hit@1, mAP against scikit-learn, cube hit rate geometry, center spread."""
 import numpy as np
 import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
-from adafocus import metrics
+from adafocus.evaluation import metrics
 
 
 def test_top1_single_and_multi_label():
@@ -38,8 +38,8 @@ def test_cube_hits_follow_the_integer_crop():
     assert metrics.hit_rate_after(hits, 1) == 0.5 and metrics.hit_rate_after(hits, 2) == 0.75
 
 
-def test_centre_spread_is_zero_for_a_collapsed_policy():
+def test_center_spread_is_zero_for_a_collapsed_policy():
     same = torch.tensor([[[1.0, 2.0, 3.0]]]).expand(10, 2, 3)
-    assert metrics.centre_spread(same) == {"t": 0.0, "y": 0.0, "x": 0.0}
-    spread = metrics.centre_spread(torch.tensor([[[0.0, 0.0, 0.0]], [[2.0, 4.0, 6.0]]]))
+    assert metrics.center_spread(same) == {"t": 0.0, "y": 0.0, "x": 0.0}
+    spread = metrics.center_spread(torch.tensor([[[0.0, 0.0, 0.0]], [[2.0, 4.0, 6.0]]]))
     assert spread == {"t": 1.0, "y": 2.0, "x": 3.0}

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from adafocus.config import RunConfig, load_yaml
-from adafocus.train import Trainer, warmup_cosine
+from adafocus.training.config import RunConfig, load_yaml
+from adafocus.training.trainer import Trainer, warmup_cosine
 
 from train_helpers import tiny_config
 

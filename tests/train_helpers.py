@@ -3,9 +3,9 @@ import yaml
 
 TINY = {
     "model": {"preset": "tiny", "num_classes": 10, "glance_frames": 4, "glance_resolution": 8,
-              "glance_tiny_channels": [4, 8], "glance_tiny_stride": 1, "local_tiny_channels": [4, 8],
-              "local_tiny_stride": 4, "policy_channels": 4, "cube_size": [1, 16, 16], "num_cubes": 2,
-              "mode": "deep_feature"},
+              "glance": {"tiny_channels": [4, 8], "tiny_stride": 1}, "local": {"tiny_channels": [4, 8],
+              "tiny_stride": 4}, "policy_channels": 4, "cube_size": [1, 16, 16], "num_cubes": 2,
+              "policy": "learned", "crop_gradient": "deep_feature"},
     "data": {"kind": "synthetic", "cache_dir": None,
              "synthetic": {"num_frames": 8, "height": 32, "width": 32, "train_size": 32, "val_size": 16,
                            "test_size": 16, "digit_size": [8, 10], "duration": [2, 4]}},

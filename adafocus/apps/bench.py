@@ -1,7 +1,6 @@
 """`adafocus bench`: inference throughput (videos/s) on the current device.
 
-Compares, with identical backbones, input frames and batch size (DESIGN.md
-section 6): AdaFocusV3 with batched early exit (the checkpoint's thresholds),
+Compares, with identical backbones, input frames and batch size: AdaFocusV3 with batched early exit (the checkpoint's thresholds),
 AdaFocusV3 with every cube, and the full-video baseline (fL on every frame).
 Inputs are real test-split videos when the dataset is available (so the
 early-exit mix is the real one), else random tensors.
@@ -14,9 +13,9 @@ from typing import Optional
 
 import torch
 
-from adafocus.config import RunConfig
+from adafocus.training.config import RunConfig
 
-logger = logging.getLogger("adafocus.bench")
+logger = logging.getLogger(__name__)
 
 
 def _sync(device: torch.device) -> None:
@@ -60,15 +59,15 @@ def _input_batch(config: RunConfig, num_classes: int, batch_size: int) -> tuple:
 
 
 def run_bench(config: RunConfig, batch_size: int = 32, iterations: int = 10, checkpoint: Optional[str] = None) -> dict:
-    from adafocus.distributed import pick_device
+    from adafocus.inference import EarlyExitRunner, baseline_gmacs, no_exit_thresholds
     from adafocus.model import AdaFocusV3, FullVideoBaseline
+    from adafocus.training.checkpoint import load_model
+    from adafocus.training.distributed import pick_device
 
     device = pick_device(config.train.device)
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     if checkpoint:
-        from adafocus.evaluate import load_model
-
         model, _ = load_model(checkpoint, device)
         model_config = model.config
     else:
@@ -78,21 +77,21 @@ def run_bench(config: RunConfig, batch_size: int = 32, iterations: int = 10, che
     video, source = _input_batch(config, model_config.num_classes, batch_size)
     video = video.to(device)
 
-    early = model.infer(video)
-    all_cubes_eta = torch.full((model_config.num_exits,), float("-inf"))
-    all_cubes_eta[-1] = float("inf")
+    runner = EarlyExitRunner(model)
+    early = runner(video)
+    all_cubes_eta = no_exit_thresholds(model_config.num_exits)
     result = {
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "threads": torch.get_num_threads(),
         "batch_size": batch_size,
         "inputs": source,
         "video_shape": list(video.shape[1:]),
-        "adafocus_early_exit_videos_per_s": videos_per_second(model.infer, video, iterations),
-        "adafocus_all_cubes_videos_per_s": videos_per_second(lambda v: model.infer(v, thresholds=all_cubes_eta), video, iterations),
+        "adafocus_early_exit_videos_per_s": videos_per_second(runner, video, iterations),
+        "adafocus_all_cubes_videos_per_s": videos_per_second(lambda v: runner(v, thresholds=all_cubes_eta), video, iterations),
         "baseline_videos_per_s": videos_per_second(baseline, video, iterations),
         "adafocus_early_exit_gflops": float(early.gflops.mean()),
-        "adafocus_all_cubes_gflops": model.gflops_per_exit(video.shape)[-1],
-        "baseline_gflops": baseline.gflops(video.shape),
+        "adafocus_all_cubes_gflops": runner.gmacs_per_exit(video.shape)[-1],
+        "baseline_gflops": baseline_gmacs(baseline, video.shape),
         "exit_fractions": torch.bincount(early.exit_index.cpu(), minlength=model_config.num_exits).div(batch_size).tolist(),
     }
     result["speedup_vs_baseline"] = result["adafocus_early_exit_videos_per_s"] / result["baseline_videos_per_s"]

@@ -17,38 +17,40 @@ import logging
 import sys
 from typing import List, Optional
 
-from adafocus.config import add_config_arguments, config_from_args
+from adafocus.training.config import add_config_arguments, config_from_args
 
 DESCRIPTION = __doc__
 
 
 def _train(args) -> int:
-    from adafocus import distributed
-    from adafocus.train import train
+    from adafocus.training import distributed
+    from adafocus.training.trainer import train
 
     config = config_from_args(args)
     path = train(config, resume=args.resume)
     if args.evaluate:
         if distributed.init(config.train.device).is_main:
-            from adafocus.evaluate import evaluate, format_report
+            from adafocus.apps.evaluate import evaluate_checkpoint
+            from adafocus.evaluation import format_report
 
             config.eval.checkpoint = path
-            print(format_report(evaluate(config)))
+            print(format_report(evaluate_checkpoint(config)))
     distributed.cleanup()
     return 0
 
 
 def _eval(args) -> int:
-    from adafocus.evaluate import evaluate, format_report
+    from adafocus.apps.evaluate import evaluate_checkpoint
+    from adafocus.evaluation import format_report
 
     config = config_from_args(args)
-    report = evaluate(config, write_thresholds=not args.no_write_thresholds)
+    report = evaluate_checkpoint(config, write_thresholds=not args.no_write_thresholds)
     print(format_report(report))
     return 0
 
 
 def _infer(args) -> int:
-    from adafocus.infer import run_inference
+    from adafocus.apps.infer import run_inference
 
     results = run_inference(args.inputs, args.checkpoint, budget=args.budget, top_k=args.top_k,
                             save_cubes=args.save_cubes, device=args.device, num_frames=args.num_frames,
@@ -59,7 +61,7 @@ def _infer(args) -> int:
 
 
 def _bench(args) -> int:
-    from adafocus.bench import run_bench
+    from adafocus.apps.bench import run_bench
 
     config = config_from_args(args)
     result = run_bench(config, batch_size=args.batch_size, iterations=args.iterations, checkpoint=args.checkpoint)
@@ -68,7 +70,7 @@ def _bench(args) -> int:
 
 
 def _demo(args) -> int:
-    from adafocus.demo import run_demo
+    from adafocus.apps.demo import run_demo
 
     return run_demo(output_dir=args.output_dir, quick=args.quick, config_path=args.config,
                     parallel=False if args.sequential else None)
@@ -106,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-cubes", metavar="PNG", default=None,
                    help="save a contact sheet of the frames with the chosen cubes drawn (one row per video)")
     p.add_argument("--num-frames", type=int, default=None, help="frames sampled per video (default: the training config's)")
-    p.add_argument("--image-size", type=int, default=None, help="frame side after resize+centre crop (default: the training config's)")
+    p.add_argument("--image-size", type=int, default=None, help="frame side after resize+center crop (default: the training config's)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--json", action="store_true", help="also print the results as JSON")
     p.set_defaults(func=_infer)

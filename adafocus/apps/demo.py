@@ -1,15 +1,15 @@
 """`adafocus demo`: the embedded end-to-end demonstration (`make demo`).
 
 0. Generate the synthetic "find the red digit" task (adafocus.data.synthetic)
-   and pretrain the tiny fL on still digit patches (adafocus.pretrain: the
+   and pretrain the tiny fL on still digit patches (adafocus.apps.pretrain: the
    demo's stand-in for the ImageNet weights the paper starts from).
-1. Warm up a tiny AdaFocusV3 with random cubes (fG, fL, fC), the recipe of
-   the feasibility trial (DESIGN.md section 5).
+1. Warm up a tiny AdaFocusV3 with random cubes (fG, fL, fC) (docs/design.md,
+   "Training").
 2. From that same warm-up checkpoint, two branches with identical budgets,
    trained in parallel (one process and thread each):
    - AdaFocusV3: the policy is switched on and trained through the
-     deep-feature crop gradient (mode deep_feature);
-   - the control: the same model keeps random cubes (mode random).
+     deep-feature crop gradient (policy learned, crop_gradient deep_feature);
+   - the control: the same model keeps random cubes (policy random).
 3. Evaluate both (integer cubes, thresholds solved on val, applied to test)
    and print: accuracy and cube hit rate after 0/1/2/4 cubes, the early-exit
    point vs the glance-only and all-cubes points, and where the plots are.
@@ -23,11 +23,12 @@ import shutil
 import time
 from typing import Optional
 
-from adafocus.config import RunConfig, load_yaml, merge_dicts
+from adafocus.training.config import RunConfig, load_yaml, merge_dicts
 
-logger = logging.getLogger("adafocus.demo")
+logger = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.yaml")
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                              "configs", "demo.yaml")
 
 PRETRAIN_STEPS = 400
 
@@ -36,16 +37,16 @@ QUICK_OVERRIDES = {"data": {"synthetic": {"train_size": 256, "val_size": 128, "t
 
 
 def demo_configs(output_dir: str, config_path: Optional[str] = None, quick: bool = False):
-    """(learned-policy config, random-policy config), identical but for the mode and folder."""
+    """(learned-policy config, random-policy config), identical but for the policy and folder."""
     path = config_path or DEFAULT_CONFIG
     if not os.path.exists(path):
         raise FileNotFoundError(f"demo config {path} not found: run from the repository or pass --config")
     values = load_yaml(path)
     if quick:
         values = merge_dicts(values, QUICK_OVERRIDES)
-    learned = merge_dicts(values, {"model": {"mode": "deep_feature"},
+    learned = merge_dicts(values, {"model": {"policy": "learned", "crop_gradient": "deep_feature"},
                                    "train": {"output_dir": os.path.join(output_dir, "adafocus"), "tensorboard": True}})
-    control = merge_dicts(learned, {"model": {"mode": "random"}, "train": {"output_dir": os.path.join(output_dir, "random_policy")}})
+    control = merge_dicts(learned, {"model": {"policy": "random"}, "train": {"output_dir": os.path.join(output_dir, "random_policy")}})
     return RunConfig.from_dict(learned), RunConfig.from_dict(control)
 
 
@@ -78,8 +79,8 @@ def format_table(learned: dict, control: dict, seconds: float) -> str:
                  f"{ee['test_gflops'] / all_g * 100:.0f}% of all cubes ({_pct(all_acc)} at {all_g * 1e3:.2f}); "
                  f"glance only {_pct(learned['test']['top1'][0])} at {g[0] * 1e3:.2f}")
     lines.append("  videos exiting after 0..%d cubes: %s" % (m, " ".join(f"{x * 100:.0f}%" for x in ee["test_exit_fractions"])))
-    sl, sc = learned["policy"]["centre_spread"], control["policy"]["centre_spread"]
-    lines.append(f"centre spread across videos (t, y, x): learned {sl['t']:.1f} {sl['y']:.1f} {sl['x']:.1f}; "
+    sl, sc = learned["policy"]["center_spread"], control["policy"]["center_spread"]
+    lines.append(f"center spread across videos (t, y, x): learned {sl['t']:.1f} {sl['y']:.1f} {sl['x']:.1f}; "
                  f"random {sc['t']:.1f} {sc['y']:.1f} {sc['x']:.1f}")
     lines.append("")
     checks = [
@@ -106,8 +107,8 @@ def format_table(learned: dict, control: dict, seconds: float) -> str:
 
 def _train_and_evaluate(config_dict: dict) -> dict:
     """One branch: resume from the shared warm-up checkpoint, train to the end, evaluate."""
-    from adafocus.evaluate import evaluate
-    from adafocus.train import Trainer
+    from adafocus.apps.evaluate import evaluate_checkpoint
+    from adafocus.training.trainer import Trainer
 
     if not logging.getLogger().handlers:  # a spawned worker starts without logging set up
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -116,15 +117,15 @@ def _train_and_evaluate(config_dict: dict) -> dict:
     trainer = Trainer(config, resume=True)
     trainer.fit()
     trainer.close()
-    return evaluate(config, progress=False)
+    return evaluate_checkpoint(config, progress=False)
 
 
 def run_demo(output_dir: str = "outputs/demo", quick: bool = False, config_path: Optional[str] = None,
              parallel: Optional[bool] = None) -> int:
+    from adafocus.apps.pretrain import pretrain_local
     from adafocus.data.synthetic import SyntheticConfig, load_split
-    from adafocus.evaluate import plot_curve
-    from adafocus.pretrain import pretrain_local
-    from adafocus.train import Trainer
+    from adafocus.evaluation.plots import plot_curve
+    from adafocus.training.trainer import Trainer
 
     start = time.time()
     learned_cfg, control_cfg = demo_configs(output_dir, config_path, quick)
@@ -154,7 +155,7 @@ def run_demo(output_dir: str = "outputs/demo", quick: bool = False, config_path:
     pretrain = pretrain_local(learned_cfg.model_config(), synthetic, weights, steps=20 if quick else PRETRAIN_STEPS,
                               seed=learned_cfg.train.seed)
     for cfg in (learned_cfg, control_cfg):
-        cfg.model["local_weights"] = weights
+        cfg.model["local"] = {**(cfg.model.get("local") or {}), "weights": weights}
 
     logger.info("warm-up: %d epochs with random cubes (shared by both branches)", warmup)
     trainer = Trainer(learned_cfg)

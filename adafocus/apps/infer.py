@@ -3,8 +3,8 @@
 Inputs: video files (anything PyAV decodes), frame folders (image files in
 name order), .npy arrays (T, H, W, 3) uint8, or folders holding any of these.
 Each video is sampled and preprocessed the way the checkpoint's evaluation
-split was (TSN centre sampling; resize + centre crop and the dataset's
-normalisation), then run through `AdaFocusV3.infer` with the thresholds
+split was (TSN center sampling; resize + center crop and the dataset's
+normalisation), then run through adafocus.inference.EarlyExitRunner with the thresholds
 chosen by `--budget` (solved on val by `adafocus eval`), or the thresholds
 stored in the checkpoint (by default the early-exit point `eval` reported;
 no early exit if `eval` was never run).
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from adafocus.data.sampling import segment_indices
 from adafocus.data.transforms import ClipTransform
 
-logger = logging.getLogger("adafocus.infer")
+logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v", ".gif")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -127,6 +127,7 @@ def pick_thresholds(state: dict, budget: Optional[float]):
 
 def save_contact_sheet(path: str, rows: List[dict], cube_size) -> None:
     """One row per video: the frame of each cube it used, the cube drawn on it."""
+    import cubecrop
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,10 +141,10 @@ def save_contact_sheet(path: str, rows: List[dict], cube_size) -> None:
     dt, dh, dw = cube_size
     for r, row in enumerate(rows):
         frames = row["frames"]
-        for c, (t, y, x) in enumerate(row["cubes"]):
-            start_t = int(np.clip(np.floor(t - dt / 2 + 0.5), 0, len(frames) - dt))
-            y0 = float(np.clip(np.floor(y - dh / 2 + 0.5), 0, frames.shape[1] - dh))
-            x0 = float(np.clip(np.floor(x - dw / 2 + 0.5), 0, frames.shape[2] - dw))
+        if not row["cubes"]:
+            continue
+        starts = cubecrop.integer_starts(torch.tensor(row["cubes"], dtype=torch.float64), cube_size, frames.shape[:3])
+        for c, (start_t, y0, x0) in enumerate(starts.tolist()):
             axis = axes[r, c]
             axis.imshow(frames[start_t], interpolation="nearest")
             axis.add_patch(patches.Rectangle((x0 - 0.5, y0 - 0.5), dw, dh, fill=False, lw=2, ec="yellow"))
@@ -160,11 +161,13 @@ def save_contact_sheet(path: str, rows: List[dict], cube_size) -> None:
 def run_inference(inputs: List[str], checkpoint: str, budget: Optional[float] = None, top_k: int = 5,
                   save_cubes: Optional[str] = None, device: str = "auto", num_frames: Optional[int] = None,
                   image_size: Optional[int] = None, print_results: bool = True) -> List[dict]:
-    from adafocus.distributed import pick_device
-    from adafocus.evaluate import load_model
+    from adafocus.inference import EarlyExitRunner
+    from adafocus.training.checkpoint import load_model
+    from adafocus.training.distributed import pick_device
 
     device = pick_device(device)
     model, state = load_model(checkpoint, device)
+    runner = EarlyExitRunner(model)
     thresholds = pick_thresholds(state, budget)
     preprocess = Preprocess(state.get("config", {}), num_frames, image_size)
     results, sheet = [], []
@@ -176,7 +179,7 @@ def run_inference(inputs: List[str], checkpoint: str, budget: Optional[float] = 
             results.append({"path": path, "error": str(error)})
             continue
         video = preprocess(frames)[None].to(device)
-        out = model.infer(video, thresholds=thresholds)
+        out = runner(video, thresholds=thresholds)
         probs = out.logits.float().softmax(-1)[0]
         k = min(top_k, probs.numel())
         values, classes = probs.topk(k)

@@ -5,7 +5,7 @@ so its tiny fL is first trained to read digits on still patches
 (adafocus.data.synthetic.render_digit_patches: one digit of a random colour
 on video-like clutter; nothing tells it which colour matters or where the
 target is in a video). The trunk's state dict is saved for
-`model.local_weights`, exactly how pretrained weights reach a real run.
+`model.local.weights`, exactly how pretrained weights reach a real run.
 """
 from __future__ import annotations
 
@@ -17,19 +17,19 @@ import numpy as np
 import torch
 from torch import nn
 
-logger = logging.getLogger("adafocus.pretrain")
+logger = logging.getLogger(__name__)
 
 
 def pretrain_local(model_config, synthetic_config, path: str, steps: int = 400, batch_size: int = 64,
                    lr: float = 5e-3, seed: int = 0, num_patches: int = 8000) -> dict:
     """Train the tiny fL trunk + a linear probe on digit patches; save the trunk to `path`."""
-    from adafocus.backbones import build_backbone
     from adafocus.data.synthetic import MEAN, STD, render_digit_patches
+    from adafocus.model.backbones import build_backbone
 
     torch.manual_seed(seed)
     size = int(model_config.cube_size[1])
-    backbone = build_backbone(model_config.local_backbone, tiny_channels=model_config.local_tiny_channels,
-                              tiny_stride=model_config.local_tiny_stride)
+    local = model_config.local
+    backbone = build_backbone(local.backbone, tiny_channels=local.tiny_channels, tiny_stride=local.tiny_stride)
     head = nn.Linear(backbone.out_channels, model_config.num_classes)
     start = time.time()
     patches, labels = render_digit_patches(num_patches, size, synthetic_config, seed, "train")

@@ -1,7 +1,7 @@
 """TSN segment sampling: which frames of a video the model sees.
 
 The video is cut into `num_segments` equal segments and one frame is taken
-from each: at a random offset in training, at the segment centre at
+from each: at a random offset in training, at the segment center at
 evaluation (the TSN/TSM convention). Indices are 0-based.
 """
 from __future__ import annotations

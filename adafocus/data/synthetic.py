@@ -1,4 +1,4 @@
-"""The embedded synthetic task (DESIGN.md section 5): "find the red digit".
+"""The embedded synthetic task (docs/design.md, "The demo task"): "find the red digit".
 
 Each video shows, for a few consecutive frames at a random place, one small
 handwritten digit (scikit-learn's bundled 8x8 digits, upscaled) in a

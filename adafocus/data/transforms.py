@@ -22,13 +22,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass
 class ClipTransform:
-    """TSN-style training augmentation or evaluation resize + centre crop.
+    """TSN-style training augmentation or evaluation resize + center crop.
 
     train: multi-scale crop (side = scale * short side, scale from `scales`,
     aspect jitter limited to neighbouring scales, position from 5 fixed
-    places: corners and centre), resized to `size`; horizontal flip with
+    places: corners and center), resized to `size`; horizontal flip with
     probability 0.5 unless `flip` is False (Something-Something: direction
-    matters). eval: resize the short side to `size * 256 / 224`, centre crop.
+    matters). eval: resize the short side to `size * 256 / 224`, center crop.
     """
 
     size: int = 224

@@ -1,5 +1,8 @@
 """Early-exit thresholds for a GFLOPs budget (paper Eq. 7), MSDNet's budgeted procedure.
 
+Calibration needs labelled held-out logits, so it lives with the metrics; the exit
+rule the thresholds feed (adafocus.inference.early_exit) needs no labels.
+
 From stored per-exit logits on a held-out split: for an exit-proportion law
 p_k proportional to q^k, walk the exits in order and let the n_k = floor(N p_k)
 lowest-entropy videos still running stop at exit k (threshold eta_k halfway
@@ -11,35 +14,17 @@ the whole accuracy-vs-GFLOPs curve comes from the same logits.
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from adafocus import early_exit
+from adafocus.evaluation import metrics
+from adafocus.inference import early_exit
 
 # Geometric-law parameters tried: from "almost everyone stops at the glance" to "almost nobody stops early".
 DEFAULT_Q = torch.logspace(-3, 3, 161, dtype=torch.float64).tolist()
-
-
-def average_precision(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean over classes with at least one positive of the average precision. scores/labels (N, classes)."""
-    order = scores.float().argsort(dim=0, descending=True)
-    hits = labels.float().gather(0, order)
-    ranks = torch.arange(1, scores.shape[0] + 1, dtype=torch.float32).unsqueeze(1)
-    precision = hits.cumsum(0) / ranks
-    positives = hits.sum(0)
-    valid = positives > 0
-    ap = (precision * hits).sum(0)[valid] / positives[valid]
-    return ap.mean() if ap.numel() else torch.tensor(0.0)
-
-
-def score(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Top-1 accuracy for class indices (N,); mAP for multi-hot labels (N, classes)."""
-    logits, labels = logits.cpu(), labels.cpu()
-    if labels.dim() == 1:
-        return float((logits.argmax(-1) == labels).float().mean())
-    return float(average_precision(logits, labels))
 
 
 def _check(exit_logits: torch.Tensor, labels: torch.Tensor, gflops_per_exit) -> torch.Tensor:
@@ -119,7 +104,7 @@ def _operating_points(exit_logits, labels, cost, qs) -> List[Dict]:
             accuracy = float(correct.gather(0, exit_index.view(1, -1)).mean())
         else:
             picked = logits.gather(0, exit_index.view(1, -1, 1).expand(1, -1, logits.shape[2]))[0]
-            accuracy = float(average_precision(picked, labels))
+            accuracy = metrics.mean_average_precision(picked, labels)
         points.append(
             {
                 "gflops": float(cost[exit_index].mean()),
@@ -136,7 +121,8 @@ def _best_within(points: List[Dict], budget: float) -> Optional[Dict]:
     feasible = [p for p in points if p["gflops"] <= budget * (1 + 1e-9)]
     if not feasible:
         return None
-    return max(feasible, key=lambda p: (p["accuracy"], -p["gflops"]))
+    # mAP is NaN when no class has a positive: then only the cost decides.
+    return max(feasible, key=lambda p: (-math.inf if math.isnan(p["accuracy"]) else p["accuracy"], -p["gflops"]))
 
 
 def solve_thresholds(
@@ -151,6 +137,19 @@ def solve_thresholds(
     return best["thresholds"]
 
 
+def even_budgets(gflops_per_exit, count: int) -> List[float]:
+    """`count` budgets evenly spaced from the first exit's cost to the last's, in float64, the ends
+    exactly the two costs (a rounded end could fall below the first exit and be infeasible)."""
+    cost = torch.as_tensor(gflops_per_exit, dtype=torch.float64).flatten()
+    if count < 1:
+        raise ValueError(f"the number of budgets must be >= 1, got {count}")
+    if count == 1:
+        return [float(cost[-1])]
+    budgets = torch.linspace(float(cost[0]), float(cost[-1]), count, dtype=torch.float64).tolist()
+    budgets[0], budgets[-1] = float(cost[0]), float(cost[-1])
+    return budgets
+
+
 def budget_curve(
     exit_logits: torch.Tensor,
     labels: torch.Tensor,
@@ -163,7 +162,7 @@ def budget_curve(
     evenly spaced from the first exit's cost to the last's."""
     cost = _check(exit_logits, labels, gflops_per_exit)
     if budgets is None:
-        budgets = torch.linspace(float(cost[0]), float(cost[-1]), 20).tolist()
+        budgets = even_budgets(cost, 20)
     points = _operating_points(exit_logits, labels, cost, qs)
     curve = []
     for budget in budgets:

@@ -1,15 +1,17 @@
-"""Evaluation metrics: top-1, mean average precision, cube hit rate, centre spread.
+"""Evaluation metrics: top-1, mean average precision, cube hit rate, center spread.
 
-Conventions (ecosystem.md section 1.7): top-1 on a multi-label video counts a
-hit when the top class is any of its labels (Hit@1); mAP is the
-non-interpolated per-class average precision averaged over the classes that
-have a positive (mmaction2 `mean_average_precision`, FrameExit).
+Conventions: top-1 on a multi-label video counts a hit when the top class is
+any of its labels (Hit@1); mAP is the non-interpolated per-class average
+precision averaged over the classes that have a positive (mmaction2's
+`mean_average_precision`, FrameExit); with no positive in any class it is NaN.
 """
 from __future__ import annotations
 
 from typing import Dict, Sequence
 
 import torch
+
+import cubecrop
 
 
 def top1(logits: torch.Tensor, target: torch.Tensor) -> float:
@@ -47,19 +49,6 @@ def mean_average_precision(scores: torch.Tensor, target: torch.Tensor) -> float:
     return ap.mean().item()
 
 
-def cube_windows(centers: torch.Tensor, cube_size: Sequence[int], video_size: Sequence[int]) -> torch.Tensor:
-    """The voxels an integer cube reads: start = round(c - D/2) clamped inside the video.
-
-    centers (..., 3) as (t, y, x); returns (..., 3, 2) [start, end) per axis,
-    the same rule as cubecrop.crop_cubes_int.
-    """
-    size = torch.as_tensor(cube_size, dtype=torch.float64, device=centers.device)
-    extent = torch.as_tensor(video_size, dtype=torch.float64, device=centers.device)
-    start = torch.floor(centers.double() - size / 2 + 0.5)
-    start = torch.minimum(torch.maximum(start, torch.zeros_like(start)), extent - size)
-    return torch.stack([start, start + size], dim=-1)
-
-
 def cube_hits(centers: torch.Tensor, boxes: torch.Tensor, cube_size: Sequence[int], video_size: Sequence[int],
               min_area: float = 0.5) -> torch.Tensor:
     """Whether each cube sees the target: >= 1 shared frame and >= min_area of its area.
@@ -67,7 +56,7 @@ def cube_hits(centers: torch.Tensor, boxes: torch.Tensor, cube_size: Sequence[in
     centers (N, M, 3); boxes (N, 6) [t0, t1, y0, y1, x0, x1] end-exclusive.
     Returns bool (N, M).
     """
-    windows = cube_windows(centers, cube_size, video_size)  # (N, M, 3, 2)
+    windows = cubecrop.integer_windows(centers, cube_size, video_size).double()  # (N, M, 3, 2)
     box = boxes.double().view(-1, 1, 3, 2)
     lo = torch.maximum(windows[..., 0], box[..., 0])
     hi = torch.minimum(windows[..., 1], box[..., 1])
@@ -82,10 +71,10 @@ def hit_rate_after(hits: torch.Tensor, k: int) -> float:
     return hits[:, :k].any(dim=1).double().mean().item()
 
 
-def centre_spread(centers: torch.Tensor) -> Dict[str, float]:
-    """Std across videos of each cube's centre, averaged over cubes, per axis (t, y, x).
+def center_spread(centers: torch.Tensor) -> Dict[str, float]:
+    """Std across videos of each cube's center (population std), averaged over cubes, per axis (t, y, x).
 
     A policy that collapsed onto one place has spread ~0.
     """
-    std = centers.double().std(dim=0, unbiased=False).mean(dim=0)  # (3,)
+    std = centers.detach().double().std(dim=0, unbiased=False).mean(dim=0)  # (3,)
     return {"t": std[0].item(), "y": std[1].item(), "x": std[2].item()}

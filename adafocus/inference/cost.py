@@ -1,4 +1,6 @@
-"""GFLOPs accounting: multiply-adds measured with FlopCounterMode on the real modules and input sizes.
+"""The cost model: GMACs per exit of AdaFocusV3 and per video of the baseline, for any input shape.
+
+Measured with FlopCounterMode on the real modules and input sizes (docs/design.md, "GFLOPs").
 
 The paper's "GFLOPs" are multiply-adds (GMACs); FlopCounterMode counts a multiply-add
 as 2 FLOPs, so every number here is FlopCounterMode's count / 2 / 1e9. Modules run on
@@ -8,11 +10,13 @@ Ops without a registered formula count 0 (resizing, pooling, softmax, integer cr
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from typing import Callable, Dict, List, Sequence
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from adafocus.model.video_checks import video_dims
 
 
 def meta_copy(module: nn.Module) -> nn.Module:
@@ -43,3 +47,46 @@ def module_gmacs(module: nn.Module, *shapes, **kwargs) -> float:
     meta = meta_copy(module)
     inputs = [torch.empty(shape, device="meta") for shape in shapes]
     return count_gmacs(lambda *xs: meta(*xs, **kwargs), *inputs)
+
+
+def component_gmacs(model: nn.Module, video_shape: Sequence[int]) -> Dict[str, float]:
+    """GMACs per video of each component of an AdaFocusV3: glance (fG on G frames), policy,
+    local_cube (fL on one cube), and the heads glance_head / local_head (one exit's linear layer)."""
+    c, t, h, w = video_dims(video_shape)
+    meta = meta_copy(model)
+    cfg = model.config
+    r = cfg.glance_resolution
+    grid = model.glance.grid_size()
+    glance_channels, local_channels = model.glance.out_channels, model.local.out_channels
+
+    def empty(*shape):
+        return torch.empty(shape, device="meta")
+
+    return {
+        "glance": count_gmacs(meta.glance.encode, empty(1, c, cfg.glance_frames, r, r)),
+        "policy": count_gmacs(lambda x: meta.policy(x, (t, h, w)), empty(1, glance_channels, *grid)),
+        "local_cube": count_gmacs(meta.local.encode, empty(1, c, *cfg.cube_size)),
+        "glance_head": count_gmacs(meta.classifier.heads[0], empty(1, glance_channels)),
+        "local_head": count_gmacs(meta.classifier.heads[1], empty(1, glance_channels + local_channels)),
+    }
+
+
+def exits_from_components(parts: Dict[str, float], num_exits: int, policy: str) -> List[float]:
+    """Cumulative GMACs to reach exit 0..M. The policy network is charged once, from exit 1 on,
+    and not at all for random cubes (which never run it)."""
+    policy_cost = 0.0 if policy == "random" else parts["policy"]
+    exits = [parts["glance"] + parts["glance_head"]]
+    for t in range(1, num_exits):
+        exits.append(exits[-1] + parts["local_cube"] + parts["local_head"] + (policy_cost if t == 1 else 0.0))
+    return exits
+
+
+def gmacs_per_exit(model: nn.Module, video_shape: Sequence[int], policy: str = "learned") -> List[float]:
+    """Cumulative GMACs per video to reach exit 0..M of an AdaFocusV3 for `policy`'s centers."""
+    return exits_from_components(component_gmacs(model, video_shape), model.config.num_exits, policy)
+
+
+def baseline_gmacs(baseline: nn.Module, video_shape: Sequence[int]) -> float:
+    """GMACs per video of a FullVideoBaseline."""
+    c, t, h, w = video_dims(video_shape)
+    return count_gmacs(meta_copy(baseline), torch.empty(1, c, t, h, w, device="meta"))

@@ -104,11 +104,12 @@ def load_local_weights(body: nn.Module, path: str) -> None:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
-    expected = body.state_dict().keys()
-    missing = [k for k in expected if k not in state]
+    # A temporal shift wraps a layer as `<layer>.net`: the file has torchvision's plain names.
+    source = {key: key.replace(".net.", ".") for key in body.state_dict()}
+    missing = [name for name in source.values() if name not in state]
     if missing:
         raise ValueError(f"weights file {path!r} lacks {len(missing)} backbone entries, e.g. {missing[:3]}")
-    body.load_state_dict({k: state[k] for k in expected})
+    body.load_state_dict({key: state[name] for key, name in source.items()})
 
 
 def build_backbone(
@@ -118,7 +119,8 @@ def build_backbone(
     tiny_stride: int = 2,
     weights: Optional[str] = None,
 ) -> Backbone:
-    """name: "tiny", "mobilenet_v2", "resnet18" or "resnet50"; weights: optional local state-dict path."""
+    """name: "tiny", "mobilenet_v2", "resnet18" or "resnet50"; weights: optional local state-dict path
+    loaded now (models built from a config defer it: see ClipEncoder.load_pretrained)."""
     import torchvision
 
     if name == "tiny":
@@ -140,16 +142,32 @@ class ClipEncoder(nn.Module):
     """A 2D backbone applied to every frame of a clip, with optional temporal shift between frames.
 
     (N, C, T, H, W) -> (N, out_channels, T, H/stride, W/stride).
+    `pretrained` names a local weights file that `load_pretrained` reads: building a model
+    never reads a file, so a checkpoint (which holds every weight) loads anywhere.
     """
 
-    def __init__(self, backbone: Backbone, tsm: bool = False, fold_div: int = 8):
+    def __init__(self, backbone: Backbone, tsm: bool = False, fold_div: int = 8, pretrained: Optional[str] = None):
         super().__init__()
-        from adafocus.tsm import insert_temporal_shift
+        from adafocus.model.tsm import insert_temporal_shift
 
         self.backbone = backbone
         self.tsm = tsm
+        self.pretrained = pretrained
         if tsm and insert_temporal_shift(backbone.body, fold_div) == 0:
             raise ValueError(f"backbone {backbone.name!r} has no residual block to put a temporal shift in")
+
+    @classmethod
+    def from_config(cls, config, fold_div: int) -> "ClipEncoder":
+        """From an adafocus.model.config.EncoderConfig; weights are not loaded (see load_pretrained)."""
+        backbone = build_backbone(config.backbone, tiny_channels=config.tiny_channels, tiny_stride=config.tiny_stride)
+        return cls(backbone, tsm=config.tsm, fold_div=fold_div, pretrained=config.weights)
+
+    def load_pretrained(self) -> bool:
+        """Load the `pretrained` weights file into the backbone; False if there is none."""
+        if not self.pretrained:
+            return False
+        load_local_weights(self.backbone.body, self.pretrained)
+        return True
 
     @property
     def out_channels(self) -> int:
@@ -160,7 +178,7 @@ class ClipEncoder(nn.Module):
         return self.backbone.stride
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        from adafocus.tsm import set_segments
+        from adafocus.model.tsm import set_segments
 
         n, c, t, h, w = clips.shape
         if self.tsm:
@@ -168,3 +186,12 @@ class ClipEncoder(nn.Module):
         frames = clips.transpose(1, 2).reshape(n * t, c, h, w)
         maps = self.backbone(frames)
         return maps.view(n, t, *maps.shape[1:]).transpose(1, 2)
+
+
+def load_pretrained_encoders(model: nn.Module) -> list:
+    """Load every encoder's local pretrained weights (training from scratch); returns the files read."""
+    loaded = []
+    for module in model.modules():
+        if isinstance(module, ClipEncoder) and module.load_pretrained():
+            loaded.append(module.pretrained)
+    return loaded

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adafocus.backbones import ClipEncoder, build_backbone
-from adafocus.model_config import ModelConfig
+from adafocus.model.backbones import ClipEncoder
+from adafocus.model.config import ModelConfig
 
 
 def glance_frame_indices(num_frames: int, glance_frames: int, device=None) -> torch.Tensor:
@@ -33,13 +33,7 @@ class GlanceEncoder(nn.Module):
         super().__init__()
         self.frames = config.glance_frames
         self.resolution = config.glance_resolution
-        backbone = build_backbone(
-            config.glance_backbone,
-            tiny_channels=config.glance_tiny_channels,
-            tiny_stride=config.glance_tiny_stride,
-            weights=config.glance_weights,
-        )
-        self.encoder = ClipEncoder(backbone, tsm=config.glance_tsm, fold_div=config.tsm_fold_div)
+        self.encoder = ClipEncoder.from_config(config.glance, config.tsm_fold_div)
 
     @property
     def out_channels(self) -> int:

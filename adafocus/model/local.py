@@ -2,12 +2,12 @@
 
 - `deep_feature` (training, the paper's Eq. 5-6): an integer crop one feature cell
   larger per axis (no gradient), fL on it, then cubecrop.feature_offset_crop cuts the
-  cube's features out at the true offset, so the centre's gradient comes from
+  cube's features out at the true offset, so the center's gradient comes from
   differences of fL's deep features.
 - `pixel` (training, AdaFocusV2-style): cubecrop.crop_cubes on the video (trilinear,
-  gradient to the centres from pixel differences, frames mixed in time).
+  gradient to the centers from pixel differences, frames mixed in time).
 - `integer` (inference, and the random-policy ablation): cubecrop.crop_cubes_int,
-  the cube's exact voxels, no gradient to the centres.
+  the cube's exact voxels, no gradient to the centers.
 
 fL is a 2D backbone: temporal stride 1, spatial stride s, so a cube (Dt, Dh, Dw)
 gives (Dt, Dh/s, Dw/s) feature cells. Every path returns the cube features pooled
@@ -20,20 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 
 import cubecrop
-from adafocus.backbones import ClipEncoder, build_backbone
-from adafocus.model_config import ModelConfig
+from adafocus.model.backbones import ClipEncoder
+from adafocus.model.config import ModelConfig
 
 
 class LocalEncoder(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        backbone = build_backbone(
-            config.local_backbone,
-            tiny_channels=config.local_tiny_channels,
-            tiny_stride=config.local_tiny_stride,
-            weights=config.local_weights,
-        )
-        self.encoder = ClipEncoder(backbone, tsm=config.local_tsm, fold_div=config.tsm_fold_div)
+        self.encoder = ClipEncoder.from_config(config.local, config.tsm_fold_div)
         self.cube_size = tuple(config.cube_size)
         s = self.encoder.stride
         if config.cube_size[1] % s or config.cube_size[2] % s:
@@ -64,9 +58,9 @@ class LocalEncoder(nn.Module):
         b, m = cubes.shape[:2]
         return self.pool(self.encode(cubes.flatten(0, 1))).view(b, m, -1)
 
-    def deep_feature(self, video: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-        b, m = centres.shape[:2]
-        flat = centres.reshape(b * m, 3)
+    def deep_feature(self, video: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+        b, m = centers.shape[:2]
+        flat = centers.reshape(b * m, 3)
         with torch.no_grad():
             source = self._room_for_enlarged_window(video.detach())
             window = cubecrop.enlarged_window(flat, self.cube_size, self.feature_stride, source.shape[2:])
@@ -78,7 +72,7 @@ class LocalEncoder(nn.Module):
     def _room_for_enlarged_window(self, video: torch.Tensor) -> torch.Tensor:
         """The video, edge-padded at the end of any axis the enlarged window (D + s) would not fit in.
 
-        Only when a cube spans a whole axis (e.g. Dt = T): its centre is then clamped to E/2,
+        Only when a cube spans a whole axis (e.g. Dt = T): its center is then clamped to E/2,
         the window starts at 0 and the cube's features sit exactly on cells 0..n-1, so the
         padded cell gets weight 0 (and that axis has nothing to learn).
         """
@@ -88,14 +82,14 @@ class LocalEncoder(nn.Module):
         t, h, w = shortfall
         return F.pad(video, (0, w, 0, h, 0, t), mode="replicate")
 
-    def pixel(self, video: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-        return self._encode_cubes(cubecrop.crop_cubes(video, centres, self.cube_size))
+    def pixel(self, video: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+        return self._encode_cubes(cubecrop.crop_cubes(video, centers, self.cube_size))
 
-    def integer(self, video: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-        return self._encode_cubes(cubecrop.crop_cubes_int(video, centres.detach(), self.cube_size))
+    def integer(self, video: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+        return self._encode_cubes(cubecrop.crop_cubes_int(video, centers.detach(), self.cube_size))
 
-    def forward(self, video: torch.Tensor, centres: torch.Tensor, crop: str = "integer") -> torch.Tensor:
-        """video (B, C, T, H, W) float, centres (B, M, 3) -> pooled cube features (B, M, Cl)."""
+    def forward(self, video: torch.Tensor, centers: torch.Tensor, crop: str = "integer") -> torch.Tensor:
+        """video (B, C, T, H, W) float, centers (B, M, 3) -> pooled cube features (B, M, Cl)."""
         if crop not in ("deep_feature", "pixel", "integer"):
             raise ValueError(f"crop must be deep_feature, pixel or integer, got {crop!r}")
-        return getattr(self, crop)(video, centres)
+        return getattr(self, crop)(video, centers)

@@ -1,14 +1,14 @@
 """Policy pi: where the M cubes go, decided in one shot from the glance of the whole video.
 
 Non-recurrent (paper section 3.2): a 3D conv stack over stopgrad(fG maps) of all G
-glance frames. The default head (DESIGN.md section 3, validated in the section-5
-trial) emits M heat maps over the glance grid (G x h x w); a softmax over positions
-and the expected position (soft-argmax) give each cube's centre in video
+glance frames. The default head (docs/design.md, "Model") emits M heat maps over
+the glance grid (G x h x w); a softmax over positions
+and the expected position (soft-argmax) give each cube's center in video
 frames/pixels, clamped to [D/2, E - D/2] so every cube lies inside the video. The
-"sigmoid" head, c = D/2 + sigmoid(z) (E - D) from the flattened map, is kept as an
-option: it collapsed onto the video borders in the trial.
+"sigmoid" head, c = D/2 + sigmoid(z) (E - D) from the flattened map, is an option;
+it tends to collapse onto the video borders.
 
-Centres are (t, y, x) in the cubecrop convention: voxel i spans [i, i+1).
+Centers are (t, y, x) in the cubecrop convention: voxel i spans [i, i+1).
 """
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from adafocus.glance import glance_frame_indices
-from adafocus.model_config import ModelConfig
+from adafocus.model.config import ModelConfig
+from adafocus.model.glance import glance_frame_indices
 
 
-def centre_bounds(cube_size: Sequence[int], video_size: Sequence[int], device=None) -> tuple:
-    """Per-axis (lower, upper) centre limits that keep a cube of cube_size inside video_size (T, H, W)."""
+def center_bounds(cube_size: Sequence[int], video_size: Sequence[int], device=None) -> tuple:
+    """Per-axis (lower, upper) center limits that keep a cube of cube_size inside video_size (T, H, W)."""
     cube = [float(d) for d in cube_size]
     extent = [float(e) for e in video_size]
     if any(d > e for d, e in zip(cube, extent)):
@@ -32,12 +32,12 @@ def centre_bounds(cube_size: Sequence[int], video_size: Sequence[int], device=No
     return lower, upper
 
 
-def clamp_centres(centres: torch.Tensor, cube_size: Sequence[int], video_size: Sequence[int]) -> torch.Tensor:
-    lower, upper = centre_bounds(cube_size, video_size, centres.device)
-    return torch.maximum(torch.minimum(centres, upper.to(centres.dtype)), lower.to(centres.dtype))
+def clamp_centers(centers: torch.Tensor, cube_size: Sequence[int], video_size: Sequence[int]) -> torch.Tensor:
+    lower, upper = center_bounds(cube_size, video_size, centers.device)
+    return torch.maximum(torch.minimum(centers, upper.to(centers.dtype)), lower.to(centers.dtype))
 
 
-def random_centres(
+def random_centers(
     batch: int,
     num_cubes: int,
     cube_size: Sequence[int],
@@ -45,8 +45,8 @@ def random_centres(
     device=None,
     generator: Optional[torch.Generator] = None,
 ) -> torch.Tensor:
-    """Uniformly random centres (B, M, 3) with every cube inside the video (the random-policy ablation)."""
-    lower, upper = centre_bounds(cube_size, video_size, device)
+    """Uniformly random centers (B, M, 3) with every cube inside the video (the random-policy ablation)."""
+    lower, upper = center_bounds(cube_size, video_size, device)
     u = torch.rand(batch, num_cubes, 3, device=device, generator=generator)
     return lower + u * (upper - lower)
 
@@ -54,8 +54,8 @@ def random_centres(
 def glance_grid_coordinates(video_size: Sequence[int], grid: Sequence[int], device=None) -> tuple:
     """Video coordinates of the glance grid's cells: (t of each glance frame, y of each row, x of each column).
 
-    A glance frame stands at the centre of the video frame it was sampled from; a
-    feature cell at the centre of the pixels it covers ((j + 1/2) * H / h).
+    A glance frame stands at the center of the video frame it was sampled from; a
+    feature cell at the center of the pixels it covers ((j + 1/2) * H / h).
     """
     t_frames, height, width = video_size
     g, h, w = grid
@@ -80,16 +80,8 @@ def soft_argmax(heat: torch.Tensor, coordinates: tuple) -> torch.Tensor:
     )
 
 
-def centre_spread(centres: torch.Tensor) -> dict:
-    """Std of the centres across the batch per axis, averaged over cubes: 0 means the policy collapsed."""
-    if centres.shape[0] < 2:
-        return {"t": 0.0, "y": 0.0, "x": 0.0}
-    std = centres.detach().float().std(dim=0).mean(dim=0)
-    return {"t": float(std[0]), "y": float(std[1]), "x": float(std[2])}
-
-
 class CubePolicy(nn.Module):
-    """pi: glance maps (B, Cg, G, h, w) -> cube centres (B, M, 3) in video frames/pixels."""
+    """pi: glance maps (B, Cg, G, h, w) -> cube centers (B, M, 3) in video frames/pixels."""
 
     def __init__(self, config: ModelConfig, in_channels: int, grid: Sequence[int]):
         super().__init__()
@@ -123,8 +115,28 @@ class CubePolicy(nn.Module):
             raise ValueError(f"glance maps have grid {tuple(hidden.shape[2:])}, the policy was built for {self.grid}")
         if self.head_kind == "heatmap":
             coordinates = glance_grid_coordinates(video_size, self.grid, hidden.device)
-            centres = soft_argmax(self.head(hidden), coordinates)
-            return clamp_centres(centres, self.cube_size, video_size)
+            centers = soft_argmax(self.head(hidden), coordinates)
+            return clamp_centers(centers, self.cube_size, video_size)
         z = self.head(hidden.flatten(1)).float().view(-1, self.num_cubes, 3)
-        lower, upper = centre_bounds(self.cube_size, video_size, z.device)
+        lower, upper = center_bounds(self.cube_size, video_size, z.device)
         return lower + torch.sigmoid(z) * (upper - lower)
+
+
+def choose_centers(
+    policy: CubePolicy, choice: str, glance_maps: torch.Tensor, video_size: Sequence[int]
+) -> torch.Tensor:
+    """(B, M, 3) centers for a policy choice (adafocus.model.config.POLICIES): the policy's
+    ("learned"), uniformly random ("random", the policy is not run), or the policy on one
+    axis group and random on the other ("learned_t": t learned; "learned_xy": y, x learned)."""
+    b, m, cube = glance_maps.shape[0], policy.num_cubes, policy.cube_size
+    if choice == "random":
+        return random_centers(b, m, cube, video_size, device=glance_maps.device)
+    learned = policy(glance_maps, video_size)
+    if choice == "learned":
+        return learned
+    random = random_centers(b, m, cube, video_size, device=glance_maps.device)
+    if choice == "learned_t":
+        return torch.cat((learned[..., :1], random[..., 1:]), dim=-1)
+    if choice == "learned_xy":
+        return torch.cat((random[..., :1], learned[..., 1:]), dim=-1)
+    raise ValueError(f"policy must be one of learned, random, learned_t, learned_xy; got {choice!r}")

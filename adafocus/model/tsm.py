@@ -51,7 +51,7 @@ def insert_temporal_shift(backbone: nn.Module, fold_div: int = 8) -> int:
     from torchvision.models.mobilenetv2 import InvertedResidual
     from torchvision.models.resnet import BasicBlock, Bottleneck
 
-    from adafocus.backbones import ResidualBlock
+    from adafocus.model.backbones import ResidualBlock
 
     wrapped = 0
     for module in backbone.modules():

@@ -1,6 +1,6 @@
 """Checkpoints: one plain torch.save dict, written atomically.
 
-Layout (the conventions of timm/TSM/GFNet, ecosystem.md section 1.5):
+Layout (the conventions of timm, TSM and GFNet):
     state_dict    model weights, never with a DDP "module." prefix
     config        the merged run configuration (dict)
     model_config  the ModelConfig as a dict (enough to rebuild the model)
@@ -68,3 +68,17 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def load_model(path: str, device="cpu"):
+    """(AdaFocusV3 in eval mode with its stored thresholds, checkpoint dict) from a checkpoint.
+
+    Every weight comes from the checkpoint: the pretrained-weights files its config names are
+    never read, so a checkpoint loads from any folder and on any machine.
+    """
+    from adafocus.model import AdaFocusV3, ModelConfig
+
+    state = load(path, map_location="cpu")
+    model = AdaFocusV3(ModelConfig.from_dict(state["model_config"]))
+    model.load_state_dict(strip_module_prefix(state["state_dict"]))
+    return model.to(device).eval(), state

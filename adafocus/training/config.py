@@ -2,14 +2,15 @@
 
 One YAML file has four sections:
 
-    model: {preset: tiny, <any adafocus.model_config.ModelConfig field>: value}
+    model: {preset: tiny, <any adafocus.model.ModelConfig field>: value,
+            glance: {<EncoderConfig field>: value}, local: {...}}
     data:  DataConfig fields (synthetic task or list files)
     train: TrainConfig fields
     eval:  EvalConfig fields
 
 Every field can be overridden on the command line as `--section.field VALUE`
 (VALUE parsed as YAML, so `--train.lr 0.1`, `--model.cube_size [1,32,32]`,
-`--data.flip false`). The merged configuration is saved beside the
+`--data.flip false`, `--model.local.backbone resnet50`). The merged configuration is saved beside the
 checkpoints, so a run can always be reproduced.
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ class DataConfig:
     train_list: Optional[str] = field(default=None, metadata=_help("training list file (frames/videos)"))
     val_list: Optional[str] = field(default=None, metadata=_help("held-out list the early-exit thresholds are solved on"))
     test_list: Optional[str] = field(default=None, metadata=_help("list file the final metrics are reported on (default: val_list)"))
-    num_segments: int = field(default=16, metadata=_help("frames sampled per video (TSN segments: random offset in training, centre at eval)"))
+    num_segments: int = field(default=16, metadata=_help("frames sampled per video (TSN segments: random offset in training, center at eval)"))
     image_size: int = field(default=224, metadata=_help("side of the square frames after cropping"))
     flip: bool = field(default=True, metadata=_help("random horizontal flip in training; false for direction-sensitive data (Something-Something)"))
     filename_tmpl: str = field(default="img_{:05d}.jpg", metadata=_help("frame file name template, formatted with the 1-based frame number"))
@@ -129,14 +130,13 @@ class RunConfig:
         self.model_config()  # raises on bad model fields
 
     def model_config(self):
-        """The adafocus.model_config.ModelConfig this run builds."""
-        from adafocus.model_config import ModelConfig
+        """The adafocus.model.ModelConfig this run builds."""
+        from adafocus.model import ModelConfig
 
         values = dict(self.model)
         preset = values.pop("preset", None)
         if self.data.kind == "synthetic":
             values.setdefault("num_classes", 10)
-        values.setdefault("multi_label", self.data.multi_label)
         if preset:
             return ModelConfig.preset(preset, **values)
         return ModelConfig.from_dict(values)
@@ -164,26 +164,42 @@ def merge_dicts(base: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def set_dotted(values: Dict[str, Any], key: str, value: Any) -> None:
-    """values['train']['lr'] = value for key 'train.lr'."""
-    section, _, name = key.partition(".")
-    if not name:
+    """values['train']['lr'] = value for key 'train.lr' (and deeper: 'model.local.backbone')."""
+    parts = key.split(".")
+    if len(parts) < 2 or not all(parts):
         raise ValueError(f"override {key!r} must be section.field, e.g. train.lr")
-    values.setdefault(section, {})
-    if values[section] is None:
-        values[section] = {}
-    values[section][name] = value
+    node = values
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
 
 
 def parse_value(text: str) -> Any:
     return yaml.safe_load(text) if isinstance(text, str) else text
 
 
-def model_field_names() -> List[str]:
-    try:
-        from adafocus.model_config import ModelConfig
-    except ImportError:
-        return []
-    return ["preset"] + [f.name for f in dataclasses.fields(ModelConfig)]
+# Spellings older config files and command lines use; read with a deprecation warning.
+LEGACY_MODEL_OPTIONS = ("mode", "multi_label") + tuple(
+    f"{encoder}_{name}" for encoder in ("glance", "local")
+    for name in ("backbone", "weights", "tsm", "tiny_channels", "tiny_stride"))
+
+
+def model_field_help() -> List[tuple]:
+    """(option name under --model., help) for every ModelConfig field, encoder sub-fields included."""
+    from adafocus.model import EncoderConfig, ModelConfig
+
+    defaults = ModelConfig()
+    out = [("preset", "named model settings to start from: tiny | paper_tsm | paper_long")]
+    for f in dataclasses.fields(ModelConfig):
+        value = getattr(defaults, f.name)
+        if isinstance(value, EncoderConfig):
+            for sub in dataclasses.fields(EncoderConfig):
+                out.append((f"{f.name}.{sub.name}", f"{f.name} encoder's {sub.name} (default: {getattr(value, sub.name)!r})"))
+        else:
+            out.append((f.name, f"ModelConfig.{f.name} (default: {value!r})"))
+    return out
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -191,28 +207,17 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="YAML", help="YAML config file (sections model/data/train/eval); options below override it")
     parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                         help="generic override, e.g. --set train.lr=0.1 (repeatable)")
-    group = parser.add_argument_group("model options (adafocus.model_config.ModelConfig; preset: tiny | paper_tsm | paper_long)")
-    for name in model_field_names():
-        group.add_argument(f"--model.{name}", dest=f"model.{name}", metavar="V", default=None,
-                           help=_model_help(name))
+    group = parser.add_argument_group("model options (adafocus.model.ModelConfig; preset: tiny | paper_tsm | paper_long)")
+    for name, text in model_field_help():
+        group.add_argument(f"--model.{name}", dest=f"model.{name}", metavar="V", default=None, help=text)
+    for name in LEGACY_MODEL_OPTIONS:
+        group.add_argument(f"--model.{name}", dest=f"model.{name}", metavar="V", default=None, help=argparse.SUPPRESS)
     for section, klass in SECTIONS.items():
         group = parser.add_argument_group(f"{section} options")
         for f in dataclasses.fields(klass):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             group.add_argument(f"--{section}.{f.name}", dest=f"{section}.{f.name}", metavar="V", default=None,
                                help=f"{f.metadata.get('help', '')} (default: {default!r})")
-
-
-def _model_help(name: str) -> str:
-    if name == "preset":
-        return "named model settings to start from: tiny | paper_tsm | paper_long"
-    try:
-        from adafocus.model_config import ModelConfig
-
-        default = {f.name: f.default for f in dataclasses.fields(ModelConfig)}[name]
-        return f"ModelConfig.{name} (default: {default!r})"
-    except Exception:  # noqa: BLE001
-        return f"ModelConfig.{name}"
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

@@ -5,9 +5,9 @@ global batch (`train.batch_size` videos), split across processes and
 gradient-accumulation micro-batches (distributed.GlobalBatchSampler), so the
 global batches are the same at any world size.
 
-Recipe (DESIGN.md section 5): the first `random_policy_epochs` epochs train
-fG/fL/fC on random cubes (the policy is skipped), then the policy is used and
-trained through the crop gradient. Loss: the model's (paper Eq. 1, the sum of
+Recipe (docs/design.md, "Training"): the first `random_policy_epochs` epochs train
+fG/fL/fC on random cubes (the policy is skipped), then the configured policy is
+used and trained through the configured crop gradient. Loss: the model's (paper Eq. 1, the sum of
 every exit's cross-entropy).
 
 Checkpoint (checkpoint.py) after every epoch, atomically; `resume=True`
@@ -28,21 +28,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from adafocus import checkpoint as ckpt
-from adafocus import distributed
-from adafocus.config import RunConfig, save_yaml
 from adafocus.data import build_dataset, collate_videos
+from adafocus.model import AdaFocusV3, load_pretrained_encoders
+from adafocus.training import checkpoint as ckpt
+from adafocus.training import distributed
+from adafocus.training.config import RunConfig, save_yaml
 
-logger = logging.getLogger("adafocus.train")
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
-MODULE_NAMES = ("policy", "glance", "local", "classifier")
-
-
-def build_model(model_config) -> nn.Module:
-    from adafocus.model import AdaFocusV3
-
-    return AdaFocusV3(model_config)
 
 
 def parameter_groups(model: nn.Module, base_lr: float, weight_decay: float, multipliers: Dict[str, float]) -> List[dict]:
@@ -110,7 +104,9 @@ def exit_correct(logits: List[torch.Tensor], target: torch.Tensor) -> torch.Tens
 class Trainer:
     """Holds the whole training state; `fit()` runs the remaining epochs."""
 
-    def __init__(self, config: RunConfig, resume: bool = False):
+    def __init__(self, config: RunConfig, resume: bool = False, model: Optional[nn.Module] = None):
+        """model: train this module instead of the AdaFocusV3 the config describes (e.g. the
+        full-video baseline); it needs forward(video, policy=...) -> .logits and loss(output, target)."""
         self.config = config
         tc = config.train
         self.dist = distributed.init(tc.device)
@@ -125,7 +121,11 @@ class Trainer:
 
         ckpt.seed_everything(tc.seed)
         self.model_config = config.model_config()
-        self.model = build_model(self.model_config).to(self.device)
+        self.model = AdaFocusV3(self.model_config) if model is None else model
+        if not (resume and os.path.exists(self.checkpoint_path)):
+            for path in load_pretrained_encoders(self.model):
+                logger.info("loaded pretrained encoder weights from %s", path)
+        self.model.to(self.device)
         self.train_set = build_dataset(config.data, "train", self.model_config.num_classes, seed=tc.seed)
         self.sampler = distributed.GlobalBatchSampler(
             len(self.train_set), tc.batch_size, self.dist.rank, self.dist.world_size,
@@ -204,14 +204,14 @@ class Trainer:
                           num_workers=self.config.data.num_workers, pin_memory=self.device.type == "cuda",
                           persistent_workers=False)
 
-    def policy_mode(self, epoch: int) -> Optional[str]:
-        """"random" during the warm-up epochs, else the configured mode."""
-        return "random" if epoch < self.config.train.random_policy_epochs else None
+    def policy_choice(self, epoch: int) -> str:
+        """"random" during the warm-up epochs, else the configured policy."""
+        return "random" if epoch < self.config.train.random_policy_epochs else self.model_config.policy
 
     def train_epoch(self) -> dict:
         tc = self.config.train
         self.model.train()
-        mode = self.policy_mode(self.epoch)
+        policy = self.policy_choice(self.epoch)
         accumulation = tc.accumulation_steps
         num_exits = self.model_config.num_exits
         sums = torch.zeros(3 + num_exits, dtype=torch.float64)  # loss*n, n, skipped, correct per exit
@@ -239,7 +239,7 @@ class Trainer:
                     video = batch["video"].to(self.device, non_blocking=True)
                     target = batch["label"].to(self.device, non_blocking=True)
                     with autocast_context(self.device, self.use_amp):
-                        output = self.ddp_model(video, mode=mode)
+                        output = self.ddp_model(video, policy=policy)
                         loss = self.model.loss(output, target)
                     self.scaler.scale(loss / accumulation).backward()
                 n = video.shape[0]
@@ -272,7 +272,7 @@ class Trainer:
             "loss": float(sums[0]) / n,
             "exit_accuracy": [float(c) / n for c in sums[3:]],
             "skipped": int(sums[2]),
-            "policy": mode or self.model_config.mode,
+            "policy": policy,
         }
 
     def fit(self, until_epoch: Optional[int] = None) -> List[dict]:
