@@ -1,6 +1,6 @@
 """The package's layering, its public API, and the compatibility promises of the config split.
 
-Layers: adafocus.model and adafocus.data at the bottom (neither imports the other), then
+Layers: adafocus.utils under everything, adafocus.model and adafocus.data above it (neither imports the other), then
 inference -> evaluation -> training -> apps. A module may import its own layer and those below.
 """
 import ast
@@ -13,7 +13,7 @@ import torch
 import adafocus
 
 ROOT = pathlib.Path(adafocus.__file__).parent
-RANK = {"model": 0, "data": 0, "inference": 1, "evaluation": 2, "training": 3, "apps": 4}
+RANK = {"utils": -1, "model": 0, "data": 0, "inference": 1, "evaluation": 2, "training": 3, "apps": 4}
 
 
 def package_of(path: pathlib.Path) -> str:

@@ -76,12 +76,7 @@ def _demo(args) -> int:
                     parallel=False if args.sequential else None)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="adafocus", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_train_command(sub) -> None:
     p = sub.add_parser("train", help="train AdaFocusV3 (YAML config + overrides; torchrun for several processes)",
                        description="Train AdaFocusV3. Checkpoints go to train.output_dir/checkpoint.pt after every epoch.")
     p.add_argument("--resume", action="store_true", help="continue from train.output_dir/checkpoint.pt (bit-for-bit)")
@@ -89,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p)
     p.set_defaults(func=_train)
 
+
+def add_eval_command(sub) -> None:
     p = sub.add_parser("eval", help="per-exit top-1/mAP, early-exit thresholds on val, accuracy-vs-GFLOPs curve on test",
                        description="Evaluate a checkpoint: top-1 and mAP per exit, thresholds solved on the val split "
                                    "for a range of GFLOPs budgets and applied to the test split; writes "
@@ -97,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p)
     p.set_defaults(func=_eval)
 
+
+def add_infer_command(sub) -> None:
     p = sub.add_parser("infer", help="classify videos (files or frame folders) with early exit",
                        description="Classify each video: prints the top-k classes, the exit taken and the GFLOPs spent.")
     p.add_argument("inputs", nargs="+", help="video files, frame folders, or folders of them")
@@ -113,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="also print the results as JSON")
     p.set_defaults(func=_infer)
 
+
+def add_bench_command(sub) -> None:
     p = sub.add_parser("bench", help="videos/s: AdaFocusV3 batched early exit vs the full-video baseline",
                        description="Throughput on the current device of AdaFocusV3 (batched early exit) and of the "
                                    "full-video baseline with the same backbones, frames and batch size.")
@@ -122,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p)
     p.set_defaults(func=_bench)
 
+
+def add_demo_command(sub) -> None:
     p = sub.add_parser("demo", help="the embedded demo: synthetic data, learned vs random policy, early exit (< 15 min on 2 cores)",
                        description="Generate the synthetic task, train a tiny AdaFocusV3 (deep-feature crop gradient) "
                                    "and a random-policy control, evaluate both and print the comparison table.")
@@ -131,6 +134,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequential", action="store_true",
                    help="train the two branches one after the other (default: in parallel, one process and thread each)")
     p.set_defaults(func=_demo)
+
+
+# One entry per subcommand, in the order `adafocus --help` lists them. Each adds its parser and
+# handler; handlers import their app module only when they run, so `--help` stays fast.
+COMMANDS = (
+    add_train_command,
+    add_eval_command,
+    add_infer_command,
+    add_bench_command,
+    add_demo_command,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adafocus", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in COMMANDS:
+        add_command(sub)
     return parser
 
 

@@ -105,7 +105,7 @@ def early_exit_at_budget(val: dict, test: dict, gflops_per_exit, budget: float, 
     """The operating point for one budget (Eq. 7): thresholds solved on val, applied to test."""
     eta = calibration.solve_thresholds(val["exit_logits"], val["labels"], gflops_per_exit, budget)
     score = metrics.mean_average_precision if multi_label else metrics.top1
-    _, val_exit, val_gflops = early_exit.simulate(val["exit_logits"], eta, gflops_per_exit)
+    _, _, val_gflops = early_exit.simulate(val["exit_logits"], eta, gflops_per_exit)
     picked, exit_index, gflops = early_exit.simulate(test["exit_logits"], eta, gflops_per_exit)
     return {
         "budget": budget,

@@ -101,7 +101,7 @@ class EarlyExitRunner:
             local_max = None
             for t in range(1, m + 1):
                 cube = cubecrop.crop_cubes_int(video, centers[:, t - 1 : t], model.config.cube_size)[running, 0]
-                features = model.local.pool(model.local.encode(cube))
+                features = model.classifier.embed_local(model.local.pool(model.local.encode(cube)))
                 local_max = features if local_max is None else torch.maximum(local_max, features)
                 logits = model.classifier.local_exit(t, local_max, run_glance)
                 stops = early_exit.exit_mask(logits, eta[t], last=t == m)

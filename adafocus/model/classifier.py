@@ -25,17 +25,21 @@ class ExitClassifier(nn.Module):
     def num_exits(self) -> int:
         return len(self.heads)
 
+    def embed_local(self, features: torch.Tensor) -> torch.Tensor:
+        """Pooled local features (..., Cl) of one cube -> what the accumulated max-pooling runs over."""
+        return features
+
     def glance_exit(self, glance: torch.Tensor) -> torch.Tensor:
-        """glance (B, Cg) -> exit-0 logits (B, classes)."""
+        """glance (B, Cg) pooled glance features -> exit-0 logits (B, classes)."""
         return self.heads[0](self.dropout(glance))
 
     def local_exit(self, exit_index: int, local_max: torch.Tensor, glance: torch.Tensor) -> torch.Tensor:
-        """local_max (B, Cl): max of pooled local features over cubes 1..exit_index; glance (B, Cg)."""
+        """local_max: max over cubes 1..exit_index of embed_local(pooled local features); glance (B, Cg)."""
         return self.heads[exit_index](self.dropout(torch.cat((local_max, glance), dim=1)))
 
     def forward(self, glance: torch.Tensor, local: torch.Tensor) -> List[torch.Tensor]:
-        """glance (B, Cg), local (B, M, Cl) in cube order -> M + 1 logits (B, classes)."""
-        accumulated = torch.cummax(local, dim=1).values
+        """glance (B, Cg), local (B, M, Cl) pooled per cube, in cube order -> M + 1 logits (B, classes)."""
+        accumulated = torch.cummax(self.embed_local(local), dim=1).values
         logits = [self.glance_exit(glance)]
         for t in range(1, self.num_exits):
             logits.append(self.local_exit(t, accumulated[:, t - 1], glance))
