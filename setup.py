@@ -75,6 +75,7 @@ setup(
     extras_require={
         "train": ["pyyaml", "tqdm", "tensorboard", "matplotlib", "scikit-learn", "av"],
         "test": ["pytest", "hypothesis", "expecttest"],
+        "onnx": ["onnx", "onnxscript", "onnxruntime"],
     },
     entry_points={"console_scripts": ["adafocus=adafocus.apps.cli:main"]},
 )

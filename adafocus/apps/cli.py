@@ -61,11 +61,14 @@ def _infer(args) -> int:
 
 
 def _bench(args) -> int:
-    from adafocus.apps.bench import run_bench
+    from adafocus.apps.bench import format_bench, run_bench
 
     config = config_from_args(args)
-    result = run_bench(config, batch_size=args.batch_size, iterations=args.iterations, checkpoint=args.checkpoint)
-    print(json.dumps(result, indent=1))
+    result = run_bench(config, batch_size=args.batch_size, iterations=args.iterations, rounds=args.rounds,
+                       checkpoint=args.checkpoint, exit_mix=args.exit_mix, dtype=args.dtype,
+                       compile_encoders=args.compile, glance_memory_format=args.glance_memory_format,
+                       local_memory_format=args.local_memory_format)
+    print(json.dumps(result, indent=1) if args.json else format_bench(result))
     return 0
 
 
@@ -114,12 +117,26 @@ def add_infer_command(sub) -> None:
 
 
 def add_bench_command(sub) -> None:
-    p = sub.add_parser("bench", help="videos/s: AdaFocusV3 batched early exit vs the full-video baseline",
-                       description="Throughput on the current device of AdaFocusV3 (batched early exit) and of the "
-                                   "full-video baseline with the same backbones, frames and batch size.")
-    p.add_argument("--checkpoint", default=None, help="checkpoint whose weights and thresholds to use (default: random weights, a fixed exit mix)")
+    p = sub.add_parser("bench", help="videos/s: AdaFocusV3 early exit and all cubes vs the full-video baseline, in one run",
+                       description="Throughput on the current device of AdaFocusV3 (batched early exit, all cubes, "
+                                   "glance only) and of the full-video baseline with the same backbones, input videos "
+                                   "and batch size, timed in interleaved rounds. Works from a config or preset alone "
+                                   "(random weights; give --exit-mix) or from a checkpoint (its thresholds).")
+    p.add_argument("--checkpoint", default=None, help="checkpoint whose weights and thresholds to use (default: random "
+                                                      "weights from the config)")
+    p.add_argument("--exit-mix", default=None, metavar="P0,P1,...",
+                   help="force these shares of the videos to stop at exits 0..M (e.g. 0.3,0.7,0 for two cubes): "
+                        "thresholds are placed on the batch's own entropies (default: the model's stored thresholds)")
     p.add_argument("--batch-size", type=int, default=32, help="videos per batch")
-    p.add_argument("--iterations", type=int, default=10, help="timed batches (after 2 warm-up batches)")
+    p.add_argument("--iterations", type=int, default=3, help="batches per variant per round")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each variant reports its median round")
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"), help="autocast dtype (fp16/bf16 for GPUs)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the encoders' backbones first")
+    p.add_argument("--glance-memory-format", default=None, choices=("contiguous", "channels_last"),
+                   help="memory format of the glance encoder (default: per backbone and device, see adafocus.inference.optimize)")
+    p.add_argument("--local-memory-format", default=None, choices=("contiguous", "channels_last"),
+                   help="memory format of the local encoder (default: per backbone and device)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     add_config_arguments(p)
     p.set_defaults(func=_bench)
 
@@ -136,6 +153,31 @@ def add_demo_command(sub) -> None:
     p.set_defaults(func=_demo)
 
 
+def _export(args) -> int:
+    from adafocus.apps.export import export_checkpoint
+
+    manifest = export_checkpoint(args.checkpoint, args.out, args.format, args.num_frames, args.image_size)
+    print(f"exported {', '.join(manifest['files'].values())} and manifest.json to {args.out} "
+          f"({manifest['format']}, input (B, {', '.join(map(str, manifest['video_shape']))}), {manifest['num_exits']} exits)")
+    return 0
+
+
+def add_export_command(sub) -> None:
+    p = sub.add_parser("export", help="write the early-exit model as ONNX or torch.export graphs plus a manifest",
+                       description="Export a checkpoint's inference: a glance stage (exit 0 and every cube's centre) "
+                                   "and a cube stage (integer crop, fL, the exit head on the accumulated features), "
+                                   "with a manifest.json of the input shape, preprocessing, thresholds per budget and "
+                                   "GMACs per exit. Batch sizes are dynamic. Run the ONNX graphs with "
+                                   "`adafocus infer --runtime onnxruntime --model-dir DIR`.")
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by `adafocus train` (thresholds by `adafocus eval`)")
+    p.add_argument("--out", required=True, help="folder to write the graphs and manifest.json into")
+    p.add_argument("--format", default="onnx", choices=("onnx", "torch-export"),
+                   help="onnx (opset 18, for ONNX Runtime / TensorRT / OpenVINO) or torch-export (.pt2 ExportedPrograms)")
+    p.add_argument("--num-frames", type=int, default=None, help="frames per video the graphs take (default: the training config's)")
+    p.add_argument("--image-size", type=int, default=None, help="frame side the graphs take (default: the training config's)")
+    p.set_defaults(func=_export)
+
+
 # One entry per subcommand, in the order `adafocus --help` lists them. Each adds its parser and
 # handler; handlers import their app module only when they run, so `--help` stays fast.
 COMMANDS = (
@@ -144,6 +186,7 @@ COMMANDS = (
     add_infer_command,
     add_bench_command,
     add_demo_command,
+    add_export_command,
 )
 
 

@@ -65,10 +65,23 @@ class EarlyExitRunner:
             centers = torch.cat((frames.to(centers.dtype).unsqueeze(-1) + 0.5, centers[..., 1:]), dim=-1)
         return centers
 
+    def _crop_running(self, video: torch.Tensor, centers: torch.Tensor, running: torch.Tensor) -> torch.Tensor:
+        """Integer cubes (R, C, Dt, Dh, Dw) of the running videos only, at centers (B, 3): one
+        kernel call per running video on a view of it, so neither the finished videos are cropped
+        nor the running ones copied."""
+        size = self.model.config.cube_size
+        if running.numel() == video.shape[0]:
+            return cubecrop.crop_cubes_int(video, centers.unsqueeze(1), size)[:, 0]
+        return torch.cat([cubecrop.crop_cubes_int(video[i : i + 1], centers[i : i + 1].unsqueeze(1), size)[:, 0]
+                          for i in running.tolist()])
+
     @torch.no_grad()
-    def __call__(self, video: torch.Tensor, thresholds=None, return_all_exits: bool = False) -> InferenceOutput:
+    def __call__(self, video: torch.Tensor, thresholds=None, return_all_exits: bool = False,
+                 exit_plan: Optional[torch.Tensor] = None) -> InferenceOutput:
         """thresholds (M+1,) entropy thresholds eta_t (default: the model's exit_thresholds).
-        With return_all_exits every video runs every exit (no saving) and all logits come back."""
+        With return_all_exits every video runs every exit (no saving) and all logits come back.
+        exit_plan (B,) long: the exit each video takes whatever its entropy, for timing a model
+        that has no calibrated thresholds (random weights give every video the same entropy)."""
         model = self.model
         check_video(video)
         eta = early_exit.check_thresholds(model.exit_thresholds if thresholds is None else thresholds, self.num_exits)
@@ -89,22 +102,31 @@ class EarlyExitRunner:
         out_logits = logits0.new_empty(b, logits0.shape[1])
         exit_index = torch.full((b,), m, dtype=torch.long, device=video.device)
         centers = torch.zeros(b, m, 3, device=video.device)
-        stops = early_exit.exit_mask(logits0, eta[0], last=m == 0)
+        if exit_plan is not None:
+            exit_plan = torch.as_tensor(exit_plan, dtype=torch.long, device=video.device).clamp(0, m)
+            if exit_plan.shape != (b,):
+                raise ValueError(f"exit_plan must have one exit per video ({b}), got shape {tuple(exit_plan.shape)}")
+
+        def stopping(logits: torch.Tensor, t: int, rows: torch.Tensor) -> torch.Tensor:
+            if exit_plan is not None:
+                return exit_plan[rows] == t
+            return early_exit.exit_mask(logits, eta[t], last=t == m)
+
+        stops = stopping(logits0, 0, torch.arange(b, device=video.device))
         out_logits[stops] = logits0[stops]
         exit_index[stops] = 0
         running = torch.nonzero(~stops).flatten()  # indices into the batch
         if running.numel():
-            # Compacted state of the videos still running. The video itself is not compacted: cropping
-            # one cube from every video and keeping the running rows moves far less memory.
+            # Compacted state of the videos still running; the video itself is never copied.
             run_glance = glance[running]
             centers[running] = self.centers(glance_maps[running], video_size)
             local_max = None
             for t in range(1, m + 1):
-                cube = cubecrop.crop_cubes_int(video, centers[:, t - 1 : t], model.config.cube_size)[running, 0]
+                cube = self._crop_running(video, centers[:, t - 1], running)
                 features = model.classifier.embed_local(model.local.pool(model.local.encode(cube)))
                 local_max = features if local_max is None else torch.maximum(local_max, features)
                 logits = model.classifier.local_exit(t, local_max, run_glance)
-                stops = early_exit.exit_mask(logits, eta[t], last=t == m)
+                stops = stopping(logits, t, running)
                 done = running[stops]
                 out_logits[done] = logits[stops].to(out_logits.dtype)
                 exit_index[done] = t

@@ -1,0 +1,94 @@
+"""CPU inference at paper scale: what each setting of adafocus.inference.optimize is worth, and
+the `adafocus bench` table for the paper presets.
+
+1. Memory format per backbone and frame size (the encoders' workloads in the paper presets):
+   median seconds per batch of frames, contiguous vs channels-last, interleaved.
+2. torch.compile of the encoders' backbones (compile time excluded), per stage.
+3. `adafocus bench` (adafocus.apps.bench.run_bench) for paper_tsm with the exit mix
+   0.3 / 0.7 / 0.0 and paper_long with a mix over its 19 exits, random weights.
+
+    .venv/bin/python -m benchmarks.bench_inference --threads 2 --out bench_inference_cpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from adafocus.model.backbones import build_backbone
+from benchmarks import repro_common as rc
+
+# (backbone, frame side, frames per batch): the glance, a paper_tsm cube batch, the baseline's frames.
+WORKLOADS = [("mobilenet_v2", 224, 32), ("resnet50", 128, 24), ("resnet50", 224, 8), ("resnet18", 128, 24),
+             ("tiny", 24, 256)]
+FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def memory_format_table(rounds: int) -> list:
+    rows = []
+    for name, side, frames in WORKLOADS:
+        kwargs = dict(tiny_channels=(12, 24, 48), tiny_stride=4) if name == "tiny" else {}
+        backbone = build_backbone(name, **kwargs).eval()
+        x = torch.randn(frames, 3, side, side)
+        seconds = {fmt: [] for fmt in FORMATS}
+        with torch.inference_mode():
+            for _ in range(rounds):
+                for fmt, memory_format in FORMATS.items():
+                    backbone.body.to(memory_format=memory_format)
+                    backbone(x)  # the first call after a format change re-packs weights
+                    start = time.perf_counter()
+                    backbone(x)
+                    seconds[fmt].append(time.perf_counter() - start)
+        median = {fmt: statistics.median(v) for fmt, v in seconds.items()}
+        rows.append({"backbone": name, "side": side, "frames": frames, "seconds": median,
+                     "channels_last_speedup": median["contiguous"] / median["channels_last"]})
+        print(f"{name:>13} {side:>4}px x{frames:<4} contiguous {median['contiguous']:.3f}s  channels_last "
+              f"{median['channels_last']:.3f}s  ({rows[-1]['channels_last_speedup']:.2f}x)", flush=True)
+    return rows
+
+
+def bench_presets(threads: int, rounds: int, compile_encoders: bool) -> dict:
+    from adafocus.apps.bench import run_bench
+    from adafocus.training.config import RunConfig
+
+    out = {}
+    for preset, frames, mix in (("paper_tsm", 16, "0.3,0.7,0"),
+                                ("paper_long", 48, ",".join(["0.1"] + ["0.05"] * 18))):
+        config = RunConfig.from_dict({
+            "model": {"preset": preset},
+            "data": {"kind": "frames", "train_list": "unused", "num_segments": frames, "image_size": 224},
+            "train": {"threads": threads, "seed": 0},
+        })
+        result = run_bench(config, batch_size=4, iterations=1, rounds=rounds, exit_mix=mix,
+                           compile_encoders=compile_encoders)
+        out[preset] = result
+        from adafocus.apps.bench import format_bench
+
+        print(f"\n{preset} (compile={compile_encoders})\n{format_bench(result)}", flush=True)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--skip-formats", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="also run the preset benches with torch.compile")
+    parser.add_argument("--out", default="bench_inference_cpu.json", help="file name under benchmarks/results/")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    result = {"machine": rc.machine(), "command": "python -m benchmarks.bench_inference " + " ".join(argv or [])}
+    if not args.skip_formats:
+        result["memory_formats"] = memory_format_table(args.rounds)
+    result["presets"] = bench_presets(args.threads, max(2, args.rounds // 2), False)
+    if args.compile:
+        result["presets_compiled"] = bench_presets(args.threads, max(2, args.rounds // 2), True)
+    print(rc.write_json(args.out, result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
