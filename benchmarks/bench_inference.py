@@ -56,14 +56,10 @@ def bench_presets(threads: int, rounds: int, compile_encoders: bool) -> dict:
 
     out = {}
     for preset, frames, mix in (("paper_tsm", 16, "0.3,0.7,0"),
-                                ("paper_long", 48, ",".join(["0.1"] + ["0.05"] * 18))):
-        config = RunConfig.from_dict({
-            "model": {"preset": preset},
-            "data": {"kind": "frames", "train_list": "unused", "num_segments": frames, "image_size": 224},
-            "train": {"threads": threads, "seed": 0},
-        })
-        result = run_bench(config, batch_size=4, iterations=1, rounds=rounds, exit_mix=mix,
-                           compile_encoders=compile_encoders)
+                                ("paper_long", 48, ",".join(["0.3", "0.3", "0.2", "0.2"] + ["0"] * 15))):
+        config = RunConfig.from_dict({"model": {"preset": preset}, "train": {"threads": threads, "seed": 0}})
+        result = run_bench(config, batch_size=10, iterations=1, rounds=rounds, exit_mix=mix,
+                           compile_encoders=compile_encoders, video_size=f"{frames},224,224")
         out[preset] = result
         from adafocus.apps.bench import format_bench
 

@@ -9,8 +9,8 @@ of the machine's load hits all of them alike.
 The early-exit mix comes from the checkpoint's thresholds, or from `--exit-mix p0,p1,...`:
 those shares of the batch are sent to each exit whatever their entropy (for models without
 calibrated thresholds: random weights give every video the same entropy).
-Inputs are test-split videos when a checkpoint's dataset can be read, else random tensors of
-the run's input shape.
+Inputs are random tensors of `--video-size` when given, else test-split videos when a
+checkpoint's dataset can be read, else random tensors of the run's input shape.
 """
 from __future__ import annotations
 
@@ -57,8 +57,25 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _input_batch(config: RunConfig, num_classes: int, batch_size: int, from_dataset: bool) -> tuple:
+def parse_video_size(text: Optional[str]) -> Optional[tuple]:
+    """"16,224,224" -> (16, 224, 224): frames, height, width."""
+    if text is None:
+        return None
+    try:
+        size = tuple(int(x) for x in str(text).replace(" ", "").split(","))
+    except ValueError:
+        size = ()
+    if len(size) != 3 or min(size) < 1:
+        raise ValueError(f"--video-size must be three positive integers T,H,W (e.g. 16,224,224), got {text!r}")
+    return size
+
+
+def _input_batch(config: RunConfig, num_classes: int, batch_size: int, from_dataset: bool,
+                 video_size: Optional[tuple] = None) -> tuple:
     """(video batch, 'test split' | 'random')."""
+    generator = torch.Generator().manual_seed(config.train.seed)
+    if video_size is not None:
+        return torch.randn(batch_size, 3, *video_size, generator=generator), "random"
     if from_dataset:
         from adafocus.data import build_dataset, collate_videos
 
@@ -77,7 +94,6 @@ def _input_batch(config: RunConfig, num_classes: int, batch_size: int, from_data
         shape = (3, s.num_frames, s.height, s.width)
     else:
         shape = (3, data.num_segments, data.image_size, data.image_size)
-    generator = torch.Generator().manual_seed(config.train.seed)
     return torch.randn(batch_size, *shape, generator=generator), "random"
 
 
@@ -102,7 +118,7 @@ def time_interleaved(variants: Dict[str, callable], rounds: int, iterations: int
 def run_bench(config: RunConfig, batch_size: int = 32, iterations: int = 3, rounds: int = 3,
               checkpoint: Optional[str] = None, exit_mix: Optional[str] = None, dtype: str = "fp32",
               compile_encoders: bool = False, glance_memory_format: Optional[str] = None,
-              local_memory_format: Optional[str] = None) -> dict:
+              local_memory_format: Optional[str] = None, video_size: Optional[str] = None) -> dict:
     from adafocus.inference import EarlyExitRunner, baseline_gmacs, no_exit_thresholds
     from adafocus.inference.optimize import optimize_for_inference
     from adafocus.model import AdaFocusV3, FullVideoBaseline
@@ -123,7 +139,8 @@ def run_bench(config: RunConfig, batch_size: int = 32, iterations: int = 3, roun
     baseline = FullVideoBaseline(model_config).to(device).eval()
     settings = optimize_for_inference(model, glance_memory_format, local_memory_format, compile_encoders)
     optimize_for_inference(baseline, glance_memory_format, local_memory_format, compile_encoders)
-    video, source = _input_batch(config, model_config.num_classes, batch_size, from_dataset=bool(checkpoint))
+    video, source = _input_batch(config, model_config.num_classes, batch_size, from_dataset=bool(checkpoint),
+                                 video_size=parse_video_size(video_size))
     video = video.to(device)
     runner = EarlyExitRunner(model)
     num_exits = model_config.num_exits

@@ -67,7 +67,7 @@ def _bench(args) -> int:
     result = run_bench(config, batch_size=args.batch_size, iterations=args.iterations, rounds=args.rounds,
                        checkpoint=args.checkpoint, exit_mix=args.exit_mix, dtype=args.dtype,
                        compile_encoders=args.compile, glance_memory_format=args.glance_memory_format,
-                       local_memory_format=args.local_memory_format)
+                       local_memory_format=args.local_memory_format, video_size=args.video_size)
     print(json.dumps(result, indent=1) if args.json else format_bench(result))
     return 0
 
@@ -127,6 +127,8 @@ def add_bench_command(sub) -> None:
     p.add_argument("--exit-mix", default=None, metavar="P0,P1,...",
                    help="force these shares of the videos to stop at exits 0..M (e.g. 0.3,0.7,0 for two cubes): "
                         "thresholds are placed on the batch's own entropies (default: the model's stored thresholds)")
+    p.add_argument("--video-size", default=None, metavar="T,H,W",
+                   help="time random videos of this many frames and pixels (default: the config's data shape)")
     p.add_argument("--batch-size", type=int, default=32, help="videos per batch")
     p.add_argument("--iterations", type=int, default=3, help="batches per variant per round")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each variant reports its median round")
