@@ -221,3 +221,14 @@ def test_torchcodec_reports_a_video_that_ends_early(tmp_path):
     _truncate(tmp_path / "cut.mkv", 0.5)
     clip = decoding.read_video_clip(str(tmp_path / "cut.mkv"), 4, False, None, "torchcodec")
     assert clip.ended_early and clip.num_frames < 64
+
+
+def test_decode_benchmark_worker_reports_speed_and_memory(tmp_path):
+    from benchmarks.bench_decode import worker, write_video as write_bench_video
+
+    path = str(tmp_path / "b.mp4")
+    write_bench_video(path, 1.0, 64, 48, 12)
+    for variant in DECODERS + ["pyav_forward"]:
+        result = worker(variant, path, 4, 2)
+        assert result["num_frames"] == 12 and result["seconds_per_clip"] > 0
+        assert result["peak_rss_mb"] >= result["rss_before_mb"] > 0
