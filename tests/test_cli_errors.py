@@ -187,3 +187,22 @@ def test_every_config_field_has_a_help_sentence():
     for name in ("model.cube_size", "model.local.weights", "model.glance.backbone", "data.num_segments", "eval.budgets"):
         assert name in helps
     assert "INT,INT,INT" in train.format_help()
+
+
+def test_missing_train_extra_is_one_line_naming_it():
+    code = ("import sys; sys.modules['yaml'] = None\n"
+            "from adafocus.apps.cli import main\nsys.exit(main(['--help']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "[train] extra" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_train_extra_holds_what_the_command_imports():
+    import ast
+    import pathlib
+
+    setup = pathlib.Path(__file__).resolve().parents[1] / "setup.py"
+    call = next(node for node in ast.walk(ast.parse(setup.read_text()))
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup")
+    extras = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "extras_require"))
+    assert {"pyyaml", "av", "torchvision", "matplotlib", "tqdm"} <= set(extras["train"])

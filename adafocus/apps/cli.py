@@ -25,8 +25,13 @@ import re
 import sys
 from typing import List, Optional
 
-from adafocus.training.config import add_config_arguments, check_device, config_from_args
-from adafocus.training.config_checks import did_you_mean
+try:
+    from adafocus.training.config import add_config_arguments, check_device, config_from_args
+    from adafocus.training.config_checks import did_you_mean
+except ModuleNotFoundError as missing:  # installed without the [train] extra: say so instead of a traceback
+    MISSING_EXTRA: Optional[ModuleNotFoundError] = missing
+else:
+    MISSING_EXTRA = None
 
 DESCRIPTION = __doc__
 
@@ -323,6 +328,11 @@ def one_line(error: BaseException) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    if MISSING_EXTRA is not None:
+        print(f"adafocus: error: the adafocus command needs the packages of the [train] extra ({MISSING_EXTRA}): "
+              "pip install --no-build-isolation '.[train]' in a checkout, or pip install 'cubecrop[train]'",
+              file=sys.stderr)
+        return 2
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
     if extras:
