@@ -73,7 +73,10 @@ setup(
     python_requires=">=3.10",
     install_requires=["torch>=2.9", "numpy"],
     extras_require={
-        "train": ["pyyaml", "tqdm", "tensorboard", "matplotlib", "scikit-learn", "av"],
+        # The adafocus command (train/eval/infer/make-lists): configs, video decoding, torchvision backbones.
+        "train": ["pyyaml", "tqdm", "tensorboard", "matplotlib", "scikit-learn", "av", "torchvision"],
+        # Optional faster decoder; needs FFmpeg's shared libraries (Debian/Ubuntu: apt-get install ffmpeg).
+        "torchcodec": ["torchcodec"],
         "test": ["pytest", "hypothesis", "expecttest"],
         "onnx": ["onnx", "onnxscript", "onnxruntime"],
     },

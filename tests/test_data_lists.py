@@ -22,17 +22,9 @@ def write_frame_folder(folder, frames, tmpl="img_{:05d}.png"):
 
 
 def write_mp4(path, frames, fps=8):
-    import av
+    from test_data_decoding import write_video
 
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write_video(path, frames, "mpeg4", fps)
 
 
 def test_list_formats_space_comma_multilabel(tmp_path):

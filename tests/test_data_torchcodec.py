@@ -112,7 +112,7 @@ def test_auto_falls_back_when_ffmpeg_libraries_missing(tmp_path, monkeypatch, er
     try:
         write_mp4(tmp_path / "clip.mp4", _clip())
         assert _dataset(tmp_path, "auto").decoder == "pyav"
-        with pytest.raises(RuntimeError, match="data.decoder='torchcodec'.*not usable"):
+        with pytest.raises(ValueError, match="data.decoder=.torchcodec.*not usable"):
             _dataset(tmp_path, "torchcodec")
     finally:
         monkeypatch.undo()
@@ -121,7 +121,7 @@ def test_auto_falls_back_when_ffmpeg_libraries_missing(tmp_path, monkeypatch, er
 
 def test_explicit_torchcodec_unavailable_is_a_clear_error(tmp_path, no_torchcodec):
     write_mp4(tmp_path / "clip.mp4", _clip())
-    with pytest.raises(RuntimeError, match=r"data\.decoder='torchcodec'.*not usable.*ImportError") as info:
+    with pytest.raises(ValueError, match=r"data\.decoder='torchcodec'.*not usable.*ImportError") as info:
         _dataset(tmp_path, "torchcodec")
     assert "'auto' or 'pyav'" in str(info.value)
 

@@ -3,73 +3,62 @@
 Inputs: video files (anything PyAV decodes), frame folders (image files in
 name order), .npy arrays (T, H, W, 3) uint8, or folders holding any of these.
 Each video is sampled and preprocessed the way the checkpoint's evaluation
-split was (TSN center sampling; resize + center crop and the dataset's
-normalisation), then run through adafocus.inference.EarlyExitRunner with the thresholds
-chosen by `--budget` (solved on val by `adafocus eval`), or the thresholds
-stored in the checkpoint (by default the early-exit point `eval` reported;
-no early exit if `eval` was never run).
+split was (TSN center sampling through the datasets' own readers, which decode
+only the sampled frames; resize + center crop and the dataset's normalisation),
+then run through one runner call, `runner(video, thresholds=...)`, with the
+thresholds `pick_thresholds` chooses (see its docstring and `--budget`).
+
+Every input is tried; the ones that fail (missing, empty, not a video, truncated)
+are reported one line each and make `run_inference`'s caller exit 1.
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from adafocus.data.sampling import segment_indices
+from adafocus.apps.cli import one_line
+from adafocus.data.clips import read_clip
+from adafocus.data.decoding import Clip, ends_early_message, resolve_decoder
+from adafocus.data.frames import IMAGE_EXTENSIONS
 from adafocus.data.transforms import ClipTransform
+from adafocus.data.video_files import VIDEO_EXTENSIONS
 
 logger = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v", ".gif")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+def _has_images(folder: str) -> bool:
+    return any(n.lower().endswith(IMAGE_EXTENSIONS) for n in os.listdir(folder))
 
 
-def find_videos(inputs: List[str]) -> List[str]:
-    """Expand folders: a folder of images is one video; otherwise its videos/frame folders/.npy."""
-    found = []
+def find_videos(inputs: List[str]) -> Tuple[List[str], List[Tuple[str, str]]]:
+    """(videos, failures): folders expanded (a folder of images is one video; otherwise its video files,
+    frame folders and .npy arrays); a path that does not exist, or a folder with no video, is a failure."""
+    found, failures = [], []
     for path in inputs:
         if os.path.isfile(path):
             found.append(path)
         elif os.path.isdir(path):
-            names = sorted(os.listdir(path))
-            if any(n.lower().endswith(IMAGE_EXTENSIONS) for n in names):
+            if _has_images(path):
                 found.append(path)
                 continue
-            for name in names:
+            children = []
+            for name in sorted(os.listdir(path)):
                 child = os.path.join(path, name)
-                if name.lower().endswith(VIDEO_EXTENSIONS + (".npy",)) or (
-                        os.path.isdir(child) and any(n.lower().endswith(IMAGE_EXTENSIONS) for n in os.listdir(child))):
-                    found.append(child)
+                if name.lower().endswith(VIDEO_EXTENSIONS + (".npy",)) or (os.path.isdir(child) and _has_images(child)):
+                    children.append(child)
+            if children:
+                found.extend(children)
+            else:
+                failures.append((path, "folder holds no video files, frame folders or .npy arrays"))
         else:
-            raise FileNotFoundError(f"{path} does not exist")
-    if not found:
-        raise ValueError(f"no videos found in {inputs}")
-    return found
-
-
-def read_frames(path: str) -> np.ndarray:
-    """uint8 (T, H, W, 3) from a video file, a frame folder or a .npy array."""
-    if os.path.isdir(path):
-        from PIL import Image
-
-        names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS))
-        frames = []
-        for name in names:
-            with Image.open(os.path.join(path, name)) as image:
-                frames.append(np.asarray(image.convert("RGB")))
-        return np.stack(frames)
-    if path.endswith(".npy"):
-        array = np.load(path)
-        if array.ndim != 4 or array.shape[-1] != 3:
-            raise ValueError(f"{path}: expected a (T, H, W, 3) array, got {array.shape}")
-        return array.astype(np.uint8)
-    from adafocus.data.video_files import decode_video
-
-    return decode_video(path)
+            failures.append((path, "does not exist"))
+    return found, failures
 
 
 class Preprocess:
@@ -92,10 +81,10 @@ class Preprocess:
             self.transform = ClipTransform(size=side, train=False)
 
     def __call__(self, frames: np.ndarray) -> torch.Tensor:
-        clip = frames[segment_indices(len(frames), self.num_frames, train=False)]
+        """(3, T, h, w) normalised float from the sampled uint8 frames (T, H, W, 3)."""
         if self.transform is not None:
-            return self.transform(clip)
-        video = torch.from_numpy(np.ascontiguousarray(clip)).permute(3, 0, 1, 2).float().div_(255)
+            return self.transform(frames)
+        video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float().div_(255)
         if tuple(video.shape[-2:]) != self.size:
             video = F.interpolate(video.transpose(0, 1), size=self.size, mode="bilinear", align_corners=False,
                                   antialias=True).transpose(0, 1)
@@ -111,22 +100,47 @@ class Preprocess:
         return (video * std + mean).clamp(0, 1).permute(1, 2, 3, 0).numpy()
 
 
-def pick_thresholds(state: dict, budget: Optional[float]):
-    """Thresholds for the largest solved budget whose val GFLOPs fit in `budget` (None: the stored ones)."""
+def check_budget(budget: Optional[float]) -> None:
+    if budget is not None and (math.isnan(budget) or budget <= 0):
+        raise ValueError(f"--budget {budget}: expected a positive number of GFLOPs per video (or inf for every cube)")
+
+
+def pick_thresholds(state: dict, budget: Optional[float], num_exits: int, all_cubes: bool = False):
+    """Entropy thresholds for one infer run.
+
+    all_cubes or budget=inf: every video runs every cube (no early exit). A finite budget: the
+    thresholds `adafocus eval` solved on val for the largest budget whose val GFLOPs fit in it.
+    None: the thresholds stored in the checkpoint (eval's reported early-exit point; every
+    cube if eval was never run).
+    """
+    from adafocus.inference.early_exit import no_exit_thresholds
+
+    check_budget(budget)
+    if all_cubes or (budget is not None and math.isinf(budget)):
+        return no_exit_thresholds(num_exits)
     if budget is None:
         return None
     table = state.get("budget_thresholds")
     if not table:
-        raise ValueError("this checkpoint has no solved thresholds: run `adafocus eval` on it first")
+        raise ValueError("--budget needs thresholds solved by `adafocus eval`, and this checkpoint has none: run "
+                         "`adafocus eval` on it first, or use --all-cubes")
     fitting = [row for row in table if row["val_gflops"] <= budget]
     if not fitting:
         cheapest = min(row["val_gflops"] for row in table)
-        raise ValueError(f"budget {budget} GFLOPs is below the cheapest solved point ({cheapest:.4g} GFLOPs)")
+        raise ValueError(f"--budget {budget} GFLOPs is below the cheapest solved point ({cheapest:.4g} GFLOPs)")
     return max(fitting, key=lambda row: row["val_gflops"])["thresholds"]
 
 
-def save_contact_sheet(path: str, rows: List[dict], cube_size) -> None:
-    """One row per video: the frame of each cube it used, the cube drawn on it."""
+def _caption_frames(label: str, source: List[int]) -> str:
+    if len(source) == 1:
+        return f"{label}: frame {source[0]}"
+    return f"{label}: frames {source[0]}-{source[-1]} ({len(source)} sampled)"
+
+
+def contact_sheet(rows: List[dict], cube_size, glance_frames: int):
+    """A matplotlib figure, one row per video: the frame of each cube it used with the cube drawn on
+    it, or, for a video that stopped at the glance (exit 0), the glance frames, marked as such.
+    Captions give source-video frame indices (row["indices"])."""
     import cubecrop
     import matplotlib
 
@@ -134,52 +148,119 @@ def save_contact_sheet(path: str, rows: List[dict], cube_size) -> None:
     import matplotlib.patches as patches
     import matplotlib.pyplot as plt
 
-    columns = max(1, max(len(r["cubes"]) for r in rows))
-    fig, axes = plt.subplots(len(rows), columns, figsize=(2.2 * columns, 2.4 * len(rows)), squeeze=False, dpi=100)
+    from adafocus.model.glance import glance_frame_indices
+
+    shown_glance = min(glance_frames, 8)
+    columns = max(1, max(len(r["cubes"]) if r["cubes"] else shown_glance for r in rows))
+    fig, axes = plt.subplots(len(rows), columns, figsize=(max(2.2 * columns, 4.4), 2.6 * len(rows)), squeeze=False, dpi=100)
     for axis in axes.flat:
         axis.axis("off")
     dt, dh, dw = cube_size
     for r, row in enumerate(rows):
-        frames = row["frames"]
-        if not row["cubes"]:
-            continue
-        starts = cubecrop.integer_starts(torch.tensor(row["cubes"], dtype=torch.float64), cube_size, frames.shape[:3])
-        for c, (start_t, y0, x0) in enumerate(starts.tolist()):
-            axis = axes[r, c]
-            axis.imshow(frames[start_t], interpolation="nearest")
-            axis.add_patch(patches.Rectangle((x0 - 0.5, y0 - 0.5), dw, dh, fill=False, lw=2, ec="yellow"))
-            axis.set_title(f"cube {c + 1}: frames {start_t}-{start_t + dt - 1}", fontsize=7)
-        axes[r, 0].text(0, -0.25, f"{os.path.basename(row['path'])}: class {row['top'][0]['class']} "
-                        f"(exit {row['exit']}, {row['gflops'] * 1e3:.2f} MFLOPs)", transform=axes[r, 0].transAxes,
-                        fontsize=7, va="top")
+        frames, source = row["frames"], [int(i) for i in row["indices"]]
+        if row["cubes"]:
+            starts = cubecrop.integer_starts(torch.tensor(row["cubes"], dtype=torch.float64), cube_size, frames.shape[:3])
+            for c, (start_t, y0, x0) in enumerate(starts.tolist()):
+                axis = axes[r, c]
+                axis.imshow(frames[start_t], interpolation="nearest")
+                axis.add_patch(patches.Rectangle((x0 - 0.5, y0 - 0.5), dw, dh, fill=False, lw=2, ec="yellow"))
+                axis.set_title(_caption_frames(f"cube {c + 1}", source[start_t : start_t + dt]), fontsize=7)
+            what = f"exit {row['exit']} after {row['exit']} cube(s)"
+        else:
+            picked = glance_frame_indices(len(frames), glance_frames).tolist()
+            keep = np.linspace(0, len(picked) - 1, shown_glance).round().astype(int) if len(picked) > shown_glance else range(len(picked))
+            for c, g in enumerate(picked[i] for i in keep):
+                axis = axes[r, c]
+                axis.imshow(frames[g], interpolation="nearest")
+                axis.add_patch(patches.Rectangle((-0.5, -0.5), frames.shape[2], frames.shape[1], fill=False, lw=3,
+                                                 ec="deepskyblue", ls="--"))
+                axis.set_title(_caption_frames("glance", [source[g]]), fontsize=7)
+            shown = f"{shown_glance} of {glance_frames}" if glance_frames > shown_glance else f"{glance_frames}"
+            what = f"exit 0: glance only, no cube ({shown} glance frames shown)"
+        label = axes[r, 0].text(0, -0.08, f"{os.path.basename(row['path'])}: class {row['top'][0]['class']} "
+                                f"({what}, {row['gflops'] * 1e3:.2f} MFLOPs)", transform=axes[r, 0].transAxes,
+                                fontsize=7, va="top")
+        label.set_in_layout(False)  # it may run across the row; the layout should size the frames only
     fig.tight_layout()
-    fig.savefig(path)
+    return fig
+
+
+def save_contact_sheet(path: str, rows: List[dict], cube_size, glance_frames: int) -> None:
+    """`contact_sheet` written (atomically) to `path`; the format follows its suffix (png by default)."""
+    import matplotlib.pyplot as plt
+
+    from adafocus.utils.files import atomic_write
+
+    fig = contact_sheet(rows, cube_size, glance_frames)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format=os.path.splitext(path)[1][1:].lower() or "png")
     plt.close(fig)
+
+
+def load_runner(checkpoint: str, device: torch.device):
+    """(runner, checkpoint dict): `runner(video, thresholds=...) -> InferenceOutput` is the one model call."""
+    from adafocus.inference import EarlyExitRunner
+    from adafocus.training.checkpoint import load_model
+
+    model, state = load_model(checkpoint, device)
+    return EarlyExitRunner(model), state
 
 
 @torch.no_grad()
 def run_inference(inputs: List[str], checkpoint: str, budget: Optional[float] = None, top_k: int = 5,
                   save_cubes: Optional[str] = None, device: str = "auto", num_frames: Optional[int] = None,
-                  image_size: Optional[int] = None, print_results: bool = True) -> List[dict]:
-    from adafocus.inference import EarlyExitRunner
-    from adafocus.training.checkpoint import load_model
+                  image_size: Optional[int] = None, print_results: bool = True, all_cubes: bool = False,
+                  decoder: str = "auto", allow_truncated: bool = False) -> List[dict]:
+    """One dict per input: the prediction, or {"path", "error"} for an input that could not be classified
+    (printed as one `adafocus infer: error:` line on stderr when print_results)."""
+    import sys
+
     from adafocus.training.distributed import pick_device
 
+    if top_k < 1:
+        raise ValueError(f"--top-k {top_k}: expected an integer >= 1")
+    for name, value in (("--num-frames", num_frames), ("--image-size", image_size)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} {value}: expected an integer >= 1")
+    check_budget(budget)
+    if not os.path.isfile(checkpoint):
+        raise FileNotFoundError(f"--checkpoint {checkpoint}: no such file")
+    resolve_decoder(decoder, "--decoder")
+    results: List[dict] = []
+
+    def fail(path: str, message: str) -> None:
+        results.append({"path": path, "error": message})
+        if print_results:
+            print(f"adafocus infer: error: {path}: {message}", file=sys.stderr)
+
+    videos, missing = find_videos(inputs)
+    for path, message in missing:
+        fail(path, message)
+    if not videos:
+        return results
+
     device = pick_device(device)
-    model, state = load_model(checkpoint, device)
-    runner = EarlyExitRunner(model)
-    thresholds = pick_thresholds(state, budget)
+    runner, state = load_runner(checkpoint, device)
+    config = runner.model.config
+    thresholds = pick_thresholds(state, budget, runner.num_exits, all_cubes)
     preprocess = Preprocess(state.get("config", {}), num_frames, image_size)
-    results, sheet = [], []
-    for path in find_videos(inputs):
+    sheet = []
+    for path in videos:
         try:
-            frames = read_frames(path)
-        except Exception as error:  # noqa: BLE001 - report and go on with the other videos
-            logger.warning("skipping unreadable video %s: %s", path, error)
-            results.append({"path": path, "error": str(error)})
+            clip: Clip = read_clip(path, preprocess.num_frames, decoder=decoder)
+        except Exception as error:  # noqa: BLE001 - report it and go on with the other videos
+            fail(path, f"unreadable: {one_line(error)}")
             continue
-        video = preprocess(frames)[None].to(device)
+        if clip.ended_early:
+            if not allow_truncated:
+                fail(path, ends_early_message(clip) + "; --allow-truncated classifies it from those frames")
+                continue
+            logger.warning("%s %s; classifying it from those", path, ends_early_message(clip))
+        video = preprocess(clip.frames)[None].to(device)
         out = runner(video, thresholds=thresholds)
+        if not bool(torch.isfinite(out.logits).all()):
+            raise ValueError(f"checkpoint {checkpoint} gives non-finite logits (NaN/inf) for {path}: its weights "
+                             "are damaged or diverged; use an intact checkpoint")
         probs = out.logits.float().softmax(-1)[0]
         k = min(top_k, probs.numel())
         values, classes = probs.topk(k)
@@ -191,6 +272,7 @@ def run_inference(inputs: List[str], checkpoint: str, budget: Optional[float] = 
             "cubes_used": exit_taken,
             "gflops": float(out.gflops[0]),
             "centers": out.centers[0, :exit_taken].tolist(),
+            "frame_indices": clip.indices.tolist(),
         }
         results.append(result)
         if print_results:
@@ -198,9 +280,10 @@ def run_inference(inputs: List[str], checkpoint: str, budget: Optional[float] = 
             print(f"{path}: top-{k} {tops}; exit {exit_taken} after {exit_taken} cube(s); "
                   f"{result['gflops']:.4g} GFLOPs")
         if save_cubes:
-            sheet.append({**result, "frames": preprocess.display(frames), "cubes": result["centers"]})
+            sheet.append({**result, "frames": preprocess.display(clip.frames), "indices": clip.indices,
+                          "cubes": result["centers"]})
     if save_cubes and sheet:
-        save_contact_sheet(save_cubes, sheet, model.config.cube_size)
+        save_contact_sheet(save_cubes, sheet, config.cube_size, config.glance_frames)
         if print_results:
             print(f"cubes drawn on the frames: {save_cubes}")
     return results

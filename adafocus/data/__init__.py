@@ -1,4 +1,4 @@
-"""Datasets: the embedded synthetic task, frame folders and video files.
+"""Datasets: the embedded synthetic task, frame folders and video files; reading one video's sampled frames.
 
 `build_dataset(data_config, split)` picks the right one; `collate_videos`
 batches items and drops (and counts) the videos that could not be read.
@@ -9,6 +9,8 @@ from typing import List
 
 import torch
 
+from adafocus.data.clips import read_clip
+from adafocus.data.decoding import Clip, read_video_clip
 from adafocus.data.frames import FrameFolderDataset
 from adafocus.data.list_file import VideoRecord, parse_list_file
 from adafocus.data.synthetic import SyntheticConfig, SyntheticVideos
@@ -22,6 +24,9 @@ __all__ = [
     "SyntheticConfig",
     "ClipTransform",
     "VideoRecord",
+    "Clip",
+    "read_clip",
+    "read_video_clip",
     "parse_list_file",
     "build_dataset",
     "collate_videos",

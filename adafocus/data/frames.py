@@ -7,12 +7,40 @@ listed in a file with lines `path num_frames label [label ...]`.
 from __future__ import annotations
 
 import os
+from typing import List, Optional
 
 import numpy as np
 from PIL import Image
 
+from adafocus.data.decoding import Clip, stack_frames
 from adafocus.data.list_file import ListVideoDataset, parse_list_file
 from adafocus.data.sampling import segment_indices
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def load_images(folder: str, names: List[str]) -> np.ndarray:
+    """uint8 (T, H, W, 3) of the image files `names` in `folder`."""
+    frames = []
+    for name in names:
+        with Image.open(os.path.join(folder, name)) as image:
+            frames.append(np.asarray(image.convert("RGB")))
+    return stack_frames(folder, frames)
+
+
+def image_names(folder: str) -> List[str]:
+    """The image files of a frame folder, in name order (its frame order)."""
+    return sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
+
+
+def read_frame_folder_clip(folder: str, num_segments: int, train: bool = False,
+                           rng: Optional[np.random.Generator] = None) -> Clip:
+    """The TSN-sampled frames of a folder of images (frame order = name order); only those are read."""
+    names = image_names(folder)
+    if not names:
+        raise ValueError(f"{folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    indices = segment_indices(len(names), num_segments, train, rng)
+    return Clip(load_images(folder, [names[i] for i in indices]), indices.astype(np.int64), len(names))
 
 
 class FrameFolderDataset(ListVideoDataset):
@@ -32,11 +60,4 @@ class FrameFolderDataset(ListVideoDataset):
 
     def _load_frames(self, record, path, rng):
         indices = segment_indices(record.num_frames, self.num_segments, self.transform.train, rng)
-        frames = []
-        for i in indices:
-            name = os.path.join(path, self.filename_tmpl.format(int(i) + self.start_index))
-            with Image.open(name) as image:
-                frames.append(np.asarray(image.convert("RGB")))
-        if any(f.shape != frames[0].shape for f in frames):
-            raise ValueError(f"frames of {path} differ in size")
-        return np.stack(frames)
+        return load_images(path, [self.filename_tmpl.format(int(i) + self.start_index) for i in indices])
