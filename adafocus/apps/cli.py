@@ -81,7 +81,7 @@ def _infer(args) -> int:
     results = run_inference(args.inputs, args.checkpoint, budget=args.budget, top_k=args.top_k,
                             save_cubes=args.save_cubes, device=args.device, num_frames=args.num_frames,
                             image_size=args.image_size, all_cubes=args.all_cubes, decoder=args.decoder,
-                            allow_truncated=args.allow_truncated)
+                            allow_truncated=args.allow_truncated, runtime=args.runtime, model_dir=args.model_dir)
     if args.json:
         print(json.dumps(results, indent=1))
     return 1 if any("error" in r for r in results) else 0
@@ -152,7 +152,12 @@ def add_infer_command(sub) -> None:
                                    "spent. Every input is tried; one that cannot be classified (missing, empty, not "
                                    "a video, truncated) gets one error line, and the exit status is then 1.")
     p.add_argument("inputs", nargs="+", help="video files, frame folders, or folders of them")
-    p.add_argument("--checkpoint", required=True, help="checkpoint written by `adafocus train` (thresholds by `adafocus eval`)")
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint written by `adafocus train` (thresholds by `adafocus eval`); required with the torch runtime")
+    p.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime"),
+                   help="torch: the checkpoint in PyTorch; onnxruntime: the graphs `adafocus export` wrote to --model-dir "
+                        "(needs the onnxruntime package)")
+    p.add_argument("--model-dir", default=None, help="folder written by `adafocus export` (with --runtime onnxruntime)")
     exits = p.add_mutually_exclusive_group()
     exits.add_argument("--budget", type=_gflops, default=None, metavar="GFLOPS",
                        help="average GFLOPs per video: use the thresholds `adafocus eval` solved on val for the "

@@ -65,6 +65,7 @@ def export_checkpoint(checkpoint: str, out_dir: str, fmt: str = "onnx", num_fram
         "num_classes": model.config.num_classes,
         "num_exits": model.num_exits,
         "cube_size": list(model.config.cube_size),
+        "glance_frames": model.config.glance_frames,
         "local_feature_width": width,
         "gmacs_per_exit": runner.gmacs_per_exit(video_shape),
         "thresholds": model.exit_thresholds.tolist(),

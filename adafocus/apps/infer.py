@@ -197,22 +197,40 @@ def save_contact_sheet(path: str, rows: List[dict], cube_size, glance_frames: in
     plt.close(fig)
 
 
-def load_runner(checkpoint: str, device: torch.device):
-    """(runner, checkpoint dict): `runner(video, thresholds=...) -> InferenceOutput` is the one model call."""
+RUNTIMES = ("torch", "onnxruntime")
+
+
+def load_runner(source: str, device: torch.device, runtime: str = "torch"):
+    """(runner, state, cube_size, glance_frames) for a checkpoint (runtime "torch") or a folder written
+    by `adafocus export` (runtime "onnxruntime"). `runner(video, thresholds=...) -> InferenceOutput` is
+    the one model call; `state` holds the run config and the solved thresholds."""
+    if runtime == "onnxruntime":
+        from adafocus.inference.onnx_runner import OnnxEarlyExitRunner
+
+        runner = OnnxEarlyExitRunner(source, threads=torch.get_num_threads())
+        manifest = runner.manifest
+        state = {"config": manifest.get("run_config", {}), "budget_thresholds": manifest.get("budget_thresholds", [])}
+        return runner, state, tuple(manifest["cube_size"]), int(manifest["glance_frames"])
     from adafocus.inference import EarlyExitRunner
+    from adafocus.inference.optimize import optimize_for_inference
     from adafocus.training.checkpoint import load_model
 
-    model, state = load_model(checkpoint, device)
-    return EarlyExitRunner(model), state
+    model, state = load_model(source, device)
+    optimize_for_inference(model)  # batch norms folded, per-backbone memory format: the same outputs, faster
+    return EarlyExitRunner(model), state, tuple(model.config.cube_size), model.config.glance_frames
 
 
 @torch.no_grad()
 def run_inference(inputs: List[str], checkpoint: str, budget: Optional[float] = None, top_k: int = 5,
                   save_cubes: Optional[str] = None, device: str = "auto", num_frames: Optional[int] = None,
                   image_size: Optional[int] = None, print_results: bool = True, all_cubes: bool = False,
-                  decoder: str = "auto", allow_truncated: bool = False) -> List[dict]:
+                  decoder: str = "auto", allow_truncated: bool = False, runtime: str = "torch",
+                  model_dir: Optional[str] = None) -> List[dict]:
     """One dict per input: the prediction, or {"path", "error"} for an input that could not be classified
-    (printed as one `adafocus infer: error:` line on stderr when print_results)."""
+    (printed as one `adafocus infer: error:` line on stderr when print_results).
+
+    runtime "torch" runs `checkpoint`; "onnxruntime" runs the graphs `adafocus export` wrote to
+    `model_dir` (their manifest gives the preprocessing and the thresholds; no checkpoint needed)."""
     import sys
 
     from adafocus.training.distributed import pick_device
@@ -223,8 +241,20 @@ def run_inference(inputs: List[str], checkpoint: str, budget: Optional[float] = 
         if value is not None and value < 1:
             raise ValueError(f"{name} {value}: expected an integer >= 1")
     check_budget(budget)
-    if not os.path.isfile(checkpoint):
-        raise FileNotFoundError(f"--checkpoint {checkpoint}: no such file")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"--runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+    if runtime == "onnxruntime":
+        if not model_dir:
+            raise ValueError("--runtime onnxruntime needs --model-dir (a folder written by `adafocus export`)")
+        if not os.path.isdir(model_dir):
+            raise FileNotFoundError(f"--model-dir {model_dir}: no such folder")
+        source = model_dir
+    else:
+        if not checkpoint:
+            raise ValueError("--checkpoint is required (or --runtime onnxruntime --model-dir DIR)")
+        if not os.path.isfile(checkpoint):
+            raise FileNotFoundError(f"--checkpoint {checkpoint}: no such file")
+        source = checkpoint
     resolve_decoder(decoder, "--decoder")
     results: List[dict] = []
 
@@ -240,9 +270,14 @@ def run_inference(inputs: List[str], checkpoint: str, budget: Optional[float] = 
         return results
 
     device = pick_device(device)
-    runner, state = load_runner(checkpoint, device)
-    config = runner.model.config
+    runner, state, cube_size, glance_frames = load_runner(source, device, runtime)
     thresholds = pick_thresholds(state, budget, runner.num_exits, all_cubes)
+    if runtime == "onnxruntime":  # the graphs take one input shape: the one they were exported for
+        _, frames, height, width = runner.manifest["video_shape"]
+        if (num_frames or frames, image_size or height) != (frames, height):
+            raise ValueError(f"--num-frames/--image-size must match the exported graphs' input ({frames} frames of "
+                             f"{height}x{width}); export again with other values")
+        num_frames, image_size = frames, height
     preprocess = Preprocess(state.get("config", {}), num_frames, image_size)
     sheet = []
     for path in videos:
@@ -259,7 +294,7 @@ def run_inference(inputs: List[str], checkpoint: str, budget: Optional[float] = 
         video = preprocess(clip.frames)[None].to(device)
         out = runner(video, thresholds=thresholds)
         if not bool(torch.isfinite(out.logits).all()):
-            raise ValueError(f"checkpoint {checkpoint} gives non-finite logits (NaN/inf) for {path}: its weights "
+            raise ValueError(f"{'model' if runtime == 'onnxruntime' else 'checkpoint'} {source} gives non-finite logits (NaN/inf) for {path}: its weights "
                              "are damaged or diverged; use an intact checkpoint")
         probs = out.logits.float().softmax(-1)[0]
         k = min(top_k, probs.numel())
@@ -283,7 +318,7 @@ def run_inference(inputs: List[str], checkpoint: str, budget: Optional[float] = 
             sheet.append({**result, "frames": preprocess.display(clip.frames), "indices": clip.indices,
                           "cubes": result["centers"]})
     if save_cubes and sheet:
-        save_contact_sheet(save_cubes, sheet, config.cube_size, config.glance_frames)
+        save_contact_sheet(save_cubes, sheet, cube_size, glance_frames)
         if print_results:
             print(f"cubes drawn on the frames: {save_cubes}")
     return results
