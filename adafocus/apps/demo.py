@@ -24,6 +24,7 @@ import time
 from typing import Optional
 
 from adafocus.training.config import RunConfig, load_yaml, merge_dicts
+from adafocus.utils.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -185,8 +186,8 @@ def run_demo(output_dir: str = "outputs/demo", quick: bool = False, config_path:
     learned["pretrain"] = pretrain
     table = format_table(learned, control, seconds)
     print(table)
-    with open(os.path.join(output_dir, "demo_summary.txt"), "w") as f:
+    with atomic_write(os.path.join(output_dir, "demo_summary.txt")) as f:
         f.write(table + "\n")
-    with open(os.path.join(output_dir, "demo_summary.json"), "w") as f:
+    with atomic_write(os.path.join(output_dir, "demo_summary.json")) as f:
         json.dump({"learned": learned, "random": control, "seconds": seconds}, f, indent=1)
     return 0

@@ -19,6 +19,7 @@ from adafocus.inference import EarlyExitRunner
 from adafocus.training import checkpoint as ckpt
 from adafocus.training.config import RunConfig
 from adafocus.training.distributed import pick_device
+from adafocus.utils.files import atomic_write
 
 
 def evaluate_checkpoint(config: RunConfig, checkpoint_path: Optional[str] = None, out_dir: Optional[str] = None,
@@ -47,7 +48,7 @@ def evaluate_checkpoint(config: RunConfig, checkpoint_path: Optional[str] = None
     os.makedirs(out_dir, exist_ok=True)
     report["curve_json"] = os.path.join(out_dir, "curve.json")
     report["curve_png"] = os.path.join(out_dir, "curve.png")
-    with open(report["curve_json"], "w") as f:
+    with atomic_write(report["curve_json"]) as f:
         json.dump(report, f, indent=1)
     plot_curve(report, report["curve_png"])
     if write_thresholds:

@@ -1,7 +1,10 @@
 """Accuracy-vs-GFLOPs plots of evaluation reports (matplotlib, no display needed)."""
 from __future__ import annotations
 
+import os
 from typing import Dict, Optional
+
+from adafocus.utils.files import atomic_write
 
 
 def plot_curve(report: dict, path: str, others: Optional[Dict[str, dict]] = None) -> None:
@@ -26,5 +29,6 @@ def plot_curve(report: dict, path: str, others: Optional[Dict[str, dict]] = None
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format=os.path.splitext(path)[1].lstrip(".") or "png")
     plt.close(fig)
