@@ -50,20 +50,32 @@ def memory_format_table(rounds: int) -> list:
     return rows
 
 
+def exit_mix_for(num_exits: int) -> str:
+    """A plausible mix for an untrained model: 30% stop at the glance, the rest spread over the first cubes."""
+    if num_exits == 3:
+        return "0.3,0.7,0"  # the issue's paper_tsm setting: 14.0 GFLOPs needs >= 29.4% glance exits
+    head = [0.3, 0.3, 0.2, 0.2]
+    return ",".join(str(p) for p in head + [0] * (num_exits - len(head)))
+
+
 def bench_presets(threads: int, rounds: int, compile_encoders: bool) -> dict:
-    from adafocus.apps.bench import run_bench
-    from adafocus.training.config import RunConfig
+    from adafocus.apps.bench import format_bench, run_bench
+    from adafocus.training.config import RunConfig, load_yaml
 
     out = {}
-    for preset, frames, mix in (("paper_tsm", 16, "0.3,0.7,0"),
-                                ("paper_long", 48, ",".join(["0.3", "0.3", "0.2", "0.2"] + ["0"] * 15))):
-        config = RunConfig.from_dict({"model": {"preset": preset}, "train": {"threads": threads, "seed": 0}})
+    for preset in ("paper_tsm", "paper_long"):
+        # The preset's own config file says how many frames a video is sampled to.
+        values = load_yaml(f"configs/{preset}.yaml")
+        values.setdefault("train", {}).update(threads=threads, seed=0)
+        config = RunConfig.from_dict(values)
+        frames, side = config.data.num_segments, config.data.image_size
+        mix = exit_mix_for(config.model_config().num_exits)
         result = run_bench(config, batch_size=10, iterations=1, rounds=rounds, exit_mix=mix,
-                           compile_encoders=compile_encoders, video_size=f"{frames},224,224")
+                           compile_encoders=compile_encoders, video_size=f"{frames},{side},{side}")
+        result["exit_mix"] = mix
         out[preset] = result
-        from adafocus.apps.bench import format_bench
-
-        print(f"\n{preset} (compile={compile_encoders})\n{format_bench(result)}", flush=True)
+        print(f"\n{preset} (compile={compile_encoders}, video {frames}x{side}x{side})\n{format_bench(result)}",
+              flush=True)
     return out
 
 
