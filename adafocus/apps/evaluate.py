@@ -1,4 +1,7 @@
-"""`adafocus eval`: evaluate one checkpoint on its run's val and test splits.
+"""`adafocus eval`: evaluate one checkpoint on its run's calibration ("val") and report ("test") splits.
+
+With no separate test list the calibration split is the slice of the training list that
+training left out (adafocus.data.split_sources); the report names both.
 
 Writes curve.json and curve.png beside the checkpoint (or in `out_dir`) and, unless
 told not to, stores the solved thresholds in the checkpoint (for `adafocus infer --budget`).
@@ -11,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from adafocus.data import build_dataset
+from adafocus.data import build_dataset, split_sources
 from adafocus.evaluation import build_report, collect
 from adafocus.evaluation.evaluate import first_video_shape
 from adafocus.evaluation.plots import plot_curve
@@ -42,7 +45,8 @@ def evaluate_checkpoint(config: RunConfig, checkpoint_path: Optional[str] = None
     gflops_per_exit = runner.gmacs_per_exit(video_shape)
     report = {"checkpoint": os.path.abspath(path), "epoch": state.get("epoch")}
     report.update(build_report(splits["val"], splits["test"], gflops_per_exit, model.config.cube_size,
-                               video_shape[1:], config.eval.budgets, config.eval.summary_budget, runner.policy))
+                               video_shape[1:], config.eval.budgets, config.eval.summary_budget, runner.policy,
+                               splits=split_sources(config.data)))
 
     out_dir = out_dir or os.path.dirname(os.path.abspath(path))
     os.makedirs(out_dir, exist_ok=True)
@@ -56,6 +60,7 @@ def evaluate_checkpoint(config: RunConfig, checkpoint_path: Optional[str] = None
         state["budget_thresholds"] = [{"budget": p["budget"], "val_gflops": p["val_gflops"], "thresholds": p["thresholds"]}
                                       for p in report["curve"]]
         state["thresholds"] = report["early_exit"]["thresholds"]
+        state["calibration_split"] = report["splits"]["calibration"]
         state["state_dict"]["exit_thresholds"] = torch.tensor(report["early_exit"]["thresholds"], dtype=torch.float32)
         ckpt.save_atomic(state, path)
     return report
