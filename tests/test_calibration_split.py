@@ -126,3 +126,20 @@ def test_train_then_eval_uses_the_held_out_slice(tmp_path):
         assert json.load(f)["splits"] == splits
     text = format_report(report)
     assert "thresholds solved on 3 videos: 0.25 of data.train_list" in text and "reported on 5 videos: data.val_list" in text
+
+
+def test_eval_refuses_a_slice_the_checkpoint_was_trained_on(tmp_path):
+    from adafocus.apps.evaluate import check_calibration_unseen
+
+    lists = write_lists(tmp_path)
+    data = DataConfig(**lists, calibration_fraction=0.25)
+    check_calibration_unseen(data, {**lists, "calibration_fraction": 0.25}, "run.pt")  # the same slice
+    check_calibration_unseen(data, None, "run.pt")  # not a trainer checkpoint: nothing to compare
+    with pytest.raises(ValueError, match="run.pt was trained on the whole training list"):
+        check_calibration_unseen(data, dict(lists), "run.pt")  # before calibration_fraction existed
+    with pytest.raises(ValueError, match="holding out 0.1 of"):
+        check_calibration_unseen(data, {**lists, "calibration_fraction": 0.1}, "run.pt")
+    with pytest.raises(ValueError, match="whole training list"):  # trained with a test list: no slice
+        check_calibration_unseen(data, {**lists, "test_list": str(tmp_path / "test.txt")}, "run.pt")
+    # Calibrating on val_list (a test list is given) needs no slice, whatever training did.
+    check_calibration_unseen(DataConfig(**lists, test_list=str(tmp_path / "test.txt")), dict(lists), "run.pt")

@@ -39,6 +39,7 @@ __all__ = [
     "build_dataset",
     "calibration_holdout",
     "collate_videos",
+    "held_out_slice",
     "split_sources",
 ]
 
@@ -65,6 +66,14 @@ def _calibration_from_train(data) -> bool:
     reported on anyway, and holding some out would only shrink the training set."""
     return (data.kind != "synthetic" and not _separate_val(data) and data.calibration_fraction > 0
             and not _same(_report_list(data), data.train_list))
+
+
+def held_out_slice(data) -> Optional[tuple]:
+    """(absolute train_list, fraction) when the calibration split is a slice held out of the
+    training list, else None: two configs with the same value hold out the same videos."""
+    if not _calibration_from_train(data):
+        return None
+    return os.path.abspath(data.train_list), float(data.calibration_fraction)
 
 
 def split_sources(data) -> Dict[str, object]:
