@@ -89,15 +89,16 @@ def calibration_holdout(records: Sequence[VideoRecord], fraction: float) -> Tupl
     """(training indices, calibration indices) of a training list, each in list order.
 
     round(fraction * N) videos (at least 1 when fraction > 0) are held out: those with the
-    smallest salted hash of their path, so the choice needs no seed, ignores the list's order
-    and moves few videos when lines are added.
+    smallest salted hash of their path, so the choice needs no seed and ignores the list's
+    order (a video's rank depends on its path alone).
     """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"data.calibration_fraction={fraction!r}: expected a number in [0, 1)")
     count = 0 if fraction == 0 else max(1, round(fraction * len(records)))
     if count >= len(records):
         raise ValueError(f"data.calibration_fraction={fraction!r} holds out {count} of the {len(records)} training "
-                         f"videos, leaving none to train on; lower it or give data.val_list and data.test_list")
+                         f"videos, leaving none to train on; lower it (0: no held-out slice) or give data.val_list and "
+                         f"data.test_list")
     keys = sorted((hashlib.sha1(CALIBRATION_SALT + r.path.encode("utf-8")).digest(), i) for i, r in enumerate(records))
     held = sorted(i for _, i in keys[:count])
     chosen = set(held)
