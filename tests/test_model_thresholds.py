@@ -81,11 +81,13 @@ def test_geometric_law_sets_exit_proportions():
 
 
 def test_multi_label_curve_reports_map():
-    scores = torch.tensor([[0.9, 0.1], [0.8, 0.7], [0.2, 0.6], [0.1, 0.2]])
-    labels = torch.tensor([[1, 0], [1, 1], [0, 1], [0, 0]])
+    # The third class has no positive; softmax probabilities rank both labelled classes right.
+    scores = torch.tensor([[3.0, 0.0, 0.0], [3.0, 3.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]])
+    labels = torch.tensor([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]])
     assert mean_average_precision(scores, labels) == pytest.approx(1.0)
     reversed_scores = -scores
     assert mean_average_precision(reversed_scores, labels) < 0.6
     logits = torch.stack([scores, scores * 3])
     curve = budget_curve(logits, labels, [1.0, 2.0], budgets=[1.0, 2.0])
+    assert curve[0]["accuracy"] == pytest.approx(1.0)
     assert all(0.0 <= p["accuracy"] <= 1.0 for p in curve)

@@ -1,4 +1,4 @@
-"""Evaluation metrics: top-1/Hit@1, mAP against scikit-learn, cube hit rate geometry, center spread."""
+"""Evaluation metrics: top-1/Hit@1, mAP of softmax probabilities against scikit-learn, cube hit rate geometry, center spread."""
 import numpy as np
 import pytest
 import torch
@@ -14,15 +14,32 @@ def test_top1_single_and_multi_label():
     assert metrics.top1(logits, multi) == pytest.approx(2 / 3)
 
 
-def test_map_matches_sklearn():
+def softmax(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_map_matches_sklearn_on_softmax_probabilities():
     rng = np.random.default_rng(0)
-    scores = rng.normal(size=(50, 6))
+    logits = rng.normal(size=(50, 6)) * 3
     target = (rng.uniform(size=(50, 6)) < 0.3).astype(float)
     target[:, 5] = 0  # a class with no positive is left out
-    expected = np.mean([average_precision_score(target[:, c], scores[:, c]) for c in range(5)])
-    assert metrics.mean_average_precision(torch.tensor(scores), torch.tensor(target)) == pytest.approx(expected)
+    probs = softmax(logits)
+    expected = np.mean([average_precision_score(target[:, c], probs[:, c]) for c in range(5)])
+    raw = np.mean([average_precision_score(target[:, c], logits[:, c]) for c in range(5)])
+    assert abs(expected - raw) > 1e-3  # the data tells the two rankings apart
+    assert metrics.mean_average_precision(torch.tensor(logits), torch.tensor(target)) == pytest.approx(expected)
     labels = torch.tensor([0, 1, 2, 1])
     assert metrics.mean_average_precision(torch.nn.functional.one_hot(labels, 3).float() * 5, labels) == 1.0
+    assert np.isnan(metrics.mean_average_precision(torch.randn(3, 2), torch.zeros(3, 2)))
+
+
+def test_map_ranks_by_probability_not_by_logit():
+    # Class 0's logit is higher in video 0, but video 1's other logit is far lower, so its
+    # class-0 probability is higher: softmax ranks the positive video 1 first.
+    logits = torch.tensor([[2.0, 2.0], [1.0, -5.0]])
+    target = torch.tensor([[0, 1], [1, 0]])
+    assert metrics.mean_average_precision(logits, target) == 1.0
 
 
 def test_cube_hits_follow_the_integer_crop():

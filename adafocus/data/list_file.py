@@ -10,9 +10,10 @@ video. Blank lines and lines starting with '#' are ignored.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,31 @@ def parse_list_file(
     return records
 
 
+# Salt of the path hash that picks the calibration slice: fixed, so training and `adafocus eval`
+# (and runs with different train.seed) hold out the same videos.
+CALIBRATION_SALT = b"adafocus-calibration-v1:"
+
+
+def calibration_holdout(records: Sequence[VideoRecord], fraction: float) -> Tuple[List[int], List[int]]:
+    """(training indices, calibration indices) of a training list, each in list order.
+
+    round(fraction * N) videos (at least 1 when fraction > 0) are held out: those with the
+    smallest salted hash of their path, so the choice needs no seed and ignores the list's
+    order (a video's rank depends on its path alone).
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"data.calibration_fraction={fraction!r}: expected a number in [0, 1)")
+    count = 0 if fraction == 0 else max(1, round(fraction * len(records)))
+    if count >= len(records):
+        raise ValueError(f"data.calibration_fraction={fraction!r} holds out {count} of the {len(records)} training "
+                         f"videos, leaving none to train on; lower it (0: no held-out slice) or give data.val_list and "
+                         f"data.test_list")
+    keys = sorted((hashlib.sha1(CALIBRATION_SALT + r.path.encode("utf-8")).digest(), i) for i, r in enumerate(records))
+    held = sorted(i for _, i in keys[:count])
+    chosen = set(held)
+    return [i for i in range(len(records)) if i not in chosen], held
+
+
 class ListVideoDataset:
     """Shared behaviour of the list-file datasets (frame folders, video files).
 
@@ -97,6 +123,11 @@ class ListVideoDataset:
         self.multi_label = multi_label
         self.seed = seed
         self.epoch = 0
+
+    def keep_only(self, indices: Sequence[int]) -> "ListVideoDataset":
+        """Restrict the dataset to these records (in this order); item indices then count within them."""
+        self.records = [self.records[i] for i in indices]
+        return self
 
     def set_epoch(self, epoch: int) -> None:
         """Reseed the per-item augmentation so each epoch differs, reproducibly."""

@@ -6,6 +6,9 @@
 3. `early_exit_curve`: for a range of GFLOPs budgets the entropy thresholds are
    solved on val (adafocus.evaluation.calibration) and applied unchanged to test:
    each budget gives one (GFLOPs, accuracy) point of the test curve.
+   "val" is the calibration split and "test" the report split throughout;
+   adafocus.data.split_sources says what each is for a run (with one list file
+   to report on, the calibration split is a slice held out of the training list).
 4. `policy_report`: on datasets that know where the evidence is (the synthetic
    task), the cube hit rate after k cubes; the spread of the centers across videos.
 `build_report` puts these together; adafocus.apps.evaluate runs it for a checkpoint.
@@ -118,16 +121,22 @@ def early_exit_at_budget(val: dict, test: dict, gflops_per_exit, budget: float, 
 
 
 def build_report(val: dict, test: dict, gflops_per_exit, cube_size, video_size, num_budgets: int,
-                 summary_budget: float, policy: str) -> dict:
+                 summary_budget: float, policy: str, splits: Optional[dict] = None) -> dict:
     """The evaluation report of one model from `collect`ed val and test splits.
 
     mAP is the headline metric when the labels are multi-hot (several labels per video), else top-1.
     summary_budget: the reported early-exit point's budget, as a fraction of the all-cubes GMACs.
+    splits: where val (calibration: thresholds) and test (report: every test_* number) come from,
+    as adafocus.data.split_sources gives it; stored under "splits" with the video counts.
     """
     multi_label = test["labels"].dim() == 2
     report = {
         "policy_choice": policy,
         "multi_label": multi_label,
+        "splits": {**(splits or {"calibration": "val", "report": "test", "calibration_is_report": False}),
+                   "keys": "val, val_*: the calibration split; test, test_*: the report split",
+                   "num_calibration_videos": int(val["labels"].shape[0]),
+                   "num_report_videos": int(test["labels"].shape[0])},
         "num_test_videos": int(test["labels"].shape[0]),
         "skipped_videos": {"val": val["skipped"], "test": test["skipped"]},
         "gflops_per_exit": list(gflops_per_exit),
@@ -153,8 +162,12 @@ def format_report(report: dict) -> str:
         if hits is not None:
             row += f" {hits[k - 1] * 100:>12.1f}%" if k > 0 else f" {'-':>13}"
         lines.append(row)
+    splits = report.get("splits")
+    if splits:
+        lines.append(f"thresholds solved on {splits['num_calibration_videos']} videos: {splits['calibration']}")
+        lines.append(f"reported on {splits['num_report_videos']} videos: {splits['report']}")
     ee = report["early_exit"]
-    lines.append(f"early exit (thresholds solved on val for {ee['budget'] * 1e3:.2f} MFLOPs): {ee['test_accuracy'] * 100:.1f}% at {ee['test_gflops'] * 1e3:.2f} MFLOPs "
+    lines.append(f"early exit (thresholds solved on the calibration split for {ee['budget'] * 1e3:.2f} MFLOPs): {ee['test_accuracy'] * 100:.1f}% at {ee['test_gflops'] * 1e3:.2f} MFLOPs "
                  f"({ee['test_gflops'] / g[-1] * 100:.0f}% of all cubes); exits per stage "
                  + " ".join(f"{x * 100:.0f}%" for x in ee["test_exit_fractions"]))
     spread = report["policy"]["center_spread"]

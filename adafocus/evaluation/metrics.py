@@ -2,8 +2,9 @@
 
 Conventions: top-1 on a multi-label video counts a hit when the top class is
 any of its labels (Hit@1); mAP is the non-interpolated per-class average
-precision averaged over the classes that have a positive (mmaction2's
-`mean_average_precision`, FrameExit); with no positive in any class it is NaN.
+precision of the softmax probabilities, averaged over the classes that have a
+positive (the AdaFocus code's `cal_map`; mmaction2's `mean_average_precision`);
+with no positive in any class it is NaN.
 """
 from __future__ import annotations
 
@@ -30,16 +31,19 @@ def one_hot(target: torch.Tensor, num_classes: int) -> torch.Tensor:
     return torch.nn.functional.one_hot(target.long(), num_classes).bool()
 
 
-def mean_average_precision(scores: torch.Tensor, target: torch.Tensor) -> float:
-    """Mean over classes (with >= 1 positive) of non-interpolated AP.
+def mean_average_precision(logits: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean over classes (with >= 1 positive) of non-interpolated AP of softmax(logits).
 
-    scores (N, classes); target (N,) indices or (N, classes) multi-hot.
-    AP of a class = mean over its positives of the precision at their rank.
+    logits (N, classes); target (N,) indices or (N, classes) multi-hot.
+    AP of a class = mean over its positives of the precision at their rank. The
+    videos are ranked per class by probability, not by raw logit: the softmax
+    normalises each video, which changes the order across videos.
     """
-    positives = one_hot(target, scores.shape[1]).double()
-    order = scores.double().argsort(dim=0, descending=True)
+    positives = one_hot(target, logits.shape[1]).double()
+    scores = torch.softmax(logits.double(), dim=1)
+    order = scores.argsort(dim=0, descending=True)
     hits = positives.gather(0, order)  # (N, classes), sorted by score per class
-    ranks = torch.arange(1, scores.shape[0] + 1, dtype=torch.float64)[:, None]
+    ranks = torch.arange(1, logits.shape[0] + 1, dtype=torch.float64)[:, None]
     precision = hits.cumsum(0) / ranks
     counts = hits.sum(0)
     valid = counts > 0

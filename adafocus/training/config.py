@@ -44,8 +44,9 @@ class DataConfig:
     kind: str = field(default="synthetic", metadata=_help("synthetic | frames (frame folders + list files) | videos (video files + list files)"))
     root: Optional[str] = field(default=None, metadata=_help("folder the list-file paths are relative to"))
     train_list: Optional[str] = field(default=None, metadata=_help("training list file (frames/videos)"))
-    val_list: Optional[str] = field(default=None, metadata=_help("held-out list the early-exit thresholds are solved on"))
+    val_list: Optional[str] = field(default=None, metadata=_help("held-out list: with a test_list the early-exit thresholds are solved on it; without one the metrics are reported on it (thresholds: see calibration_fraction)"))
     test_list: Optional[str] = field(default=None, metadata=_help("list file the final metrics are reported on (default: val_list)"))
+    calibration_fraction: float = field(default=0.05, metadata=_help("with no separate test_list: share of train_list held out from training (a fixed, path-hashed choice) to solve the early-exit thresholds on, so they are not solved on the report split; 0: solve them on the report split (optimistic)"))
     num_segments: int = field(default=16, metadata=_help("frames sampled per video (TSN segments: random offset in training, center at eval)"))
     image_size: int = field(default=224, metadata=_help("side of the square frames after cropping"))
     flip: bool = field(default=True, metadata=_help("random horizontal flip in training; false for direction-sensitive data (Something-Something)"))
@@ -197,6 +198,7 @@ RANGES = {
     "data.num_segments": "[1, inf)",
     "data.image_size": "[1, inf)",
     "data.num_workers": "[0, inf)",
+    "data.calibration_fraction": "[0, 1)",
     "train.epochs": "[1, inf)",
     "train.random_policy_epochs": "[0, inf)",
     "train.batch_size": "[1, inf)",
