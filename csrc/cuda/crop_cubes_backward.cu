@@ -53,7 +53,7 @@ __global__ void __launch_bounds__(kThreads)
   const bool need_centre = centre_partials != nullptr;  // uniform over the grid
   acc_t centre[3] = {0, 0, 0};
   const int64_t items = cuda_items::window_items_per_cube(shape);
-  for (int64_t item = int64_t{blockIdx.y} * blockDim.x + threadIdx.x; item < items;
+  for (int64_t item = int64_t{blockIdx.y} * blockDim.x + threadIdx.x; item < items;  // sass-loop: backward-window fp32=1
        item += int64_t{gridDim.y} * blockDim.x) {
     index_t offset;
     acc_t value;

@@ -43,7 +43,7 @@ __global__ void __launch_bounds__(kThreads)
   const scalar_t* video_n = video + (cube / cubes_per_video) * batch_stride;
   scalar_t* out_cube = out + cube * cube_numel;
   const int64_t items = cuda_items::forward_items_per_cube<VEC>(shape);
-  for (int64_t item = int64_t{blockIdx.y} * blockDim.x + threadIdx.x; item < items;
+  for (int64_t item = int64_t{blockIdx.y} * blockDim.x + threadIdx.x; item < items;  // sass-loop: forward fp32=4
        item += int64_t{gridDim.y} * blockDim.x) {
     cuda_items::crop_forward_item<VEC, scalar_t, acc_t, index_t>(video_n, shape, geometry, packets,
                                                                  static_cast<index_t>(item), out_cube);
