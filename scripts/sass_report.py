@@ -279,7 +279,8 @@ def short_name(demangled: str) -> str:
 def is_fp32_int32(demangled: str) -> bool:
     m = re.search(r"<(.*)>\(", demangled)
     args = [a.strip() for a in m.group(1).split(",")] if m else []
-    return bool(args) and args[-1] == "int" and all(a in ("float", "int") or a.startswith("float") for a in args)
+    types = [a for a in args if a not in ("true", "false") and not a.lstrip("-").isdigit()]
+    return "int" in types and all(a in ("float", "int") for a in types)
 
 
 def tsm_paths() -> dict:
@@ -345,14 +346,14 @@ def main(argv=None) -> None:
     lines.append("")
     lines.append("| loop | kernel | shortest | longest | elements/iter | instr/element (shortest..longest) |")
     lines.append("|---|---|---|---|---|---|")
-    headline = {}
+    headline = []  # (label, kernel, shortest, longest, elements per iteration)
     for file, dem, st, loops, n in kernels:
         if not is_fp32_int32(dem):
             continue
         for l in loops:
             if l.label:
                 per = max(l.per_iteration, 1)
-                headline[l.label] = (l.shortest / per, l.longest / per)
+                headline.append((l.label, short_name(dem), l.shortest, l.longest, per))
                 lines.append(f"| {l.label} | `{short_name(dem)}` | {l.shortest} | {l.longest} | {per} | "
                              f"{l.shortest / per:.1f}..{l.longest / per:.1f} |")
     lines.append("")
@@ -367,7 +368,14 @@ def nvcc_version() -> str:
     return m.group(1) if m else "?"
 
 
-def tsm_section(headline: dict) -> list:
+def _loop(headline: list, label: str, kernel: str = ""):
+    for lab, ker, shortest, longest, per in headline:
+        if lab == label and kernel in ker:
+            return shortest, longest, per
+    return None
+
+
+def tsm_section(headline: list) -> list:
     p = tsm_paths()
     issue = H200_SMS * H200_ISSUE_PER_SM * H200_CLOCK_HZ * 32  # thread-instructions per second
     out = [f"TSM workload: video {p['shape']} fp32, K={p['k']} cubes of {p['size']}: {p['outputs']:,} outputs, "
@@ -377,21 +385,52 @@ def tsm_section(headline: dict) -> list:
                f"{H200_CLOCK_HZ / 1e9:.2f} GHz = {issue / 1e12:.1f} T thread-instructions/s; "
                f"{H200_BYTES_PER_S / 1e12:.1f} TB/s.")
     out.append("")
+    dw = p["size"][2]
     # Bytes the crop must move at least: forward reads the video once (cubes overlap little) and
     # writes the output; backward reads grad_out and the video and writes the video gradient.
     fwd_bytes = p["outputs"] * 4 + min(p["video_bytes"], p["window"] * 4)
     bwd_bytes = p["outputs"] * 4 + 2 * p["video_bytes"] + p["window"] * 4
-    out.append("| pass | loop | instr/element | issue time | memory time (min bytes) | bound |")
+    rows = []  # (pass, estimate, instructions per element, elements, how)
+    legacy = _loop(headline, "forward")
+    if legacy:  # the single grid-stride loop of the kernels before the rewrite
+        rows.append(("forward", "grid-stride item loop (longest path: element loads)", legacy[1] / legacy[2],
+                     p["outputs"], f"{legacy[1]} / {legacy[2]}"))
+    packets, interior = _loop(headline, "forward-interior-packets"), _loop(headline, "forward-interior")
+    if packets and interior:
+        # Dw = 128 = 32 lanes x 4: one chunk per thread row, so the row loop's longest path is per row.
+        share = p["interior_aligned"]
+        per = share * packets[1] / packets[2] + (p["interior"] - share) * interior[1] / interior[2]
+        rows.append(("forward", f"interior rows: {share:.0%} packets, {p['interior'] - share:.0%} element loads", per,
+                     p["outputs"], f"{share:.2f} x {packets[1]}/4 + {p['interior'] - share:.2f} x {interior[1]}/4"))
+    legacy = _loop(headline, "backward-window")
+    if legacy:
+        rows.append(("backward", "fused window kernel, per window voxel (longest)", legacy[1], p["window"],
+                     f"{legacy[1]} / 1"))
+    voxels_per_lane_row = (dw + 1) / 32
+    for variant, what in (("true, true", "video (atomics) + centre"), ("false, true", "centre only"),
+                          ("true, false", "video only (atomics)")):
+        chunk = _loop(headline, "backward-window-chunk", variant)
+        row = _loop(headline, "backward-window-interior", variant)
+        if chunk and row:
+            # The unmasked chunk loop per voxel, plus the row set-up (the row loop's shortest path:
+            # no chunk) spread over the (Dw + 1) / 32 voxels a lane has per window row.
+            per = chunk[1] / chunk[2] + row[0] / voxels_per_lane_row
+            rows.append(("backward", f"window kernel, {what}, per window voxel", per, p["window"],
+                         f"{chunk[1]}/{chunk[2]} + {row[0]} / {voxels_per_lane_row:.2f}"))
+    gather = _loop(headline, "backward-gather-voxel")
+    cube = _loop(headline, "backward-gather-interior")
+    if gather and cube:
+        per_voxel = gather[1] + (p["k"] - 1) * cube[1]  # the voxel loop holds one cube iteration
+        video_voxels = p["video_bytes"] // 4
+        rows.append(("backward", f"gather (video gradient, K = {p['k']}), per video voxel", per_voxel,
+                     video_voxels, f"{gather[1]} + {p['k'] - 1} x {cube[1]}"))
+    out.append("| pass | loop | instr/element | how | issue time | memory time (min bytes) |")
     out.append("|---|---|---|---|---|---|")
-    for pass_name, elements, nbytes, prefixes in (("forward", p["outputs"], fwd_bytes, ("forward",)),
-                                                  ("backward", p["window"], bwd_bytes, ("backward",))):
-        mem_t = nbytes / H200_BYTES_PER_S
-        for label, (lo, hi) in sorted(headline.items()):
-            if not label.startswith(prefixes):
-                continue
-            t = hi * elements / issue
-            out.append(f"| {pass_name} | {label} | {lo:.1f}..{hi:.1f} | {t * 1e6:.1f} us | {mem_t * 1e6:.1f} us "
-                       f"({nbytes / 1e6:.0f} MB) | {'issue' if t > mem_t else 'memory'} |")
+    for pass_name, what, per, elements, how in rows:
+        nbytes = fwd_bytes if pass_name == "forward" else bwd_bytes
+        t = per * elements / issue
+        out.append(f"| {pass_name} | {what} | {per:.1f} | {how} | {t * 1e6:.1f} us | "
+                   f"{nbytes / H200_BYTES_PER_S * 1e6:.1f} us ({nbytes / 1e6:.0f} MB) |")
     out.append("")
     return out
 
