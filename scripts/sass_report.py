@@ -245,24 +245,23 @@ def read_markers() -> dict:
 
 
 def label_loops(fn: Function, loops: list, markers: dict) -> None:
-    # A marker names the innermost loop whose backward branch comes from the marked line, else
-    # the innermost loop (with a path through it) holding instructions of that line.
-    by_size = sorted(loops, key=lambda l: l.end - l.head)
-    for rule in ("latch", "body"):
-        taken = {l.label for l in loops if l.label}
-        for loop in by_size:
-            if loop.label or loop.longest == 0:
-                continue
-            if rule == "latch":
-                seen = set().union(*(fn.instrs[i].lines for i in loop.latches))
-            else:
-                seen = set().union(*(ins.lines for ins in fn.instrs[loop.head:loop.end + 1]))
-            for key in sorted(seen & markers.keys()):
-                name, per = markers[key]
-                if name not in taken:
-                    loop.label, loop.per_iteration = name, per
-                    taken.add(name)
-                    break
+    # A marker names the loop whose backward branch comes from the marked line (the largest
+    # when the compiler made several disjoint versions of it, e.g. one for zero inner trips), else the
+    # innermost loop (with a path through it) holding instructions of that line.
+    live = [l for l in loops if l.longest > 0]
+    for key, (name, per) in sorted(markers.items()):
+        latched = [l for l in live if not l.label and any(key in fn.instrs[i].lines for i in l.latches)]
+        holding = [l for l in live if not l.label and any(key in ins.lines for ins in fn.instrs[l.head:l.end + 1])]
+        # Of nested candidates the innermost (an outer loop's branch can carry the line too).
+        latched = [l for l in latched
+                   if not any(o is not l and l.head <= o.head and o.end <= l.end for o in latched)]
+        if latched:
+            loop = max(latched, key=lambda l: l.end - l.head)
+        elif holding:
+            loop = min(holding, key=lambda l: l.end - l.head)
+        else:
+            continue
+        loop.label, loop.per_iteration = name, per
 
 
 def demangle(names: list) -> dict:
