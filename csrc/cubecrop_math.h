@@ -1,6 +1,6 @@
 // The per-voxel math of every cubecrop kernel, CPU and CUDA alike.
 //
-// Contract (DESIGN.md section 1), per axis (t, y, x) in tensor order (T, H, W):
+// Contract (docs/kernels.md), per axis (t, y, x) in tensor order (T, H, W):
 //   voxel i spans [i, i+1); a cube of size D centred at c covers [c - D/2, c + D/2);
 //   its output voxel i reads position s_i = c - D/2 + i, i.e. with
 //   f = floor(c - D/2) and a = (c - D/2) - f:
@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define CUBECROP_HD __host__ __device__ __forceinline__
@@ -37,6 +38,10 @@
 #endif
 
 namespace cubecrop {
+
+// The accumulation type of every kernel: fp16/bf16/fp32 accumulate in float, fp64 in double.
+template <typename scalar_t>
+using acc_type = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
 // Matches the integer the Python layer passes for padding_mode.
 enum PaddingMode : int64_t { kZeros = 0, kBorder = 1 };
@@ -97,59 +102,58 @@ CUBECROP_HD int64_t int_cube_start(acc_t center, int64_t size, int64_t extent) {
   return static_cast<int64_t>(floor(s + static_cast<acc_t>(0.5)));
 }
 
-// Linear blend of two taps along one axis.
+// Linear blend of two taps along one axis: (1 - frac) * lo + frac * hi.
 template <typename acc_t>
 CUBECROP_HD acc_t lerp(acc_t lo, acc_t hi, acc_t frac) {
   return lo + frac * (hi - lo);
 }
 
-// The 8 tap weights of a cube (tensor product of the three axes), index
-// bit 2 = t tap, bit 1 = y tap, bit 0 = x tap. Computed once per cube.
+// The weights of the 4 (t, y) tap rows of a cube, index 2 * bt + by (bt, by = 0: the
+// lower tap, 1: the upper one). Every output row of the cube blends the same 4 rows
+// with these, then blends along x with lerp(.., .., frac_x). Computed once per cube.
 template <typename acc_t>
-CUBECROP_HD void tap_weights(acc_t at, acc_t ay, acc_t ax, acc_t w[8]) {
-  const acc_t wt[2] = {static_cast<acc_t>(1) - at, at};
-  const acc_t wy[2] = {static_cast<acc_t>(1) - ay, ay};
-  const acc_t wx[2] = {static_cast<acc_t>(1) - ax, ax};
-CUBECROP_UNROLL
-  for (int k = 0; k < 8; ++k) w[k] = wt[(k >> 2) & 1] * wy[(k >> 1) & 1] * wx[k & 1];
+CUBECROP_HD void tap_weights(acc_t at, acc_t ay, acc_t w[4]) {
+  const acc_t one = static_cast<acc_t>(1);
+  w[0] = (one - at) * (one - ay);
+  w[1] = (one - at) * ay;
+  w[2] = at * (one - ay);
+  w[3] = at * ay;
 }
 
-// Derivative twins of tap_weights: d w[k] / d a_axis for each axis. The centre
-// gradient of a cube is sum over voxels and taps of grad_out * V[tap] * dw[k].
+// Derivative twins of tap_weights: d w[r] / d at and d w[r] / d ay. The centre gradient
+// along t (y) is the sum over voxels of grad * V[tap] * dwt[r] (dwy[r]).
 template <typename acc_t>
-CUBECROP_HD void tap_weight_derivatives(acc_t at, acc_t ay, acc_t ax, acc_t dwt[8], acc_t dwy[8],
-                                        acc_t dwx[8]) {
-  const acc_t wt[2] = {static_cast<acc_t>(1) - at, at};
-  const acc_t wy[2] = {static_cast<acc_t>(1) - ay, ay};
-  const acc_t wx[2] = {static_cast<acc_t>(1) - ax, ax};
-  const acc_t sign[2] = {static_cast<acc_t>(-1), static_cast<acc_t>(1)};
-CUBECROP_UNROLL
-  for (int k = 0; k < 8; ++k) {
-    const int bt = (k >> 2) & 1, by = (k >> 1) & 1, bx = k & 1;
-    dwt[k] = sign[bt] * wy[by] * wx[bx];
-    dwy[k] = wt[bt] * sign[by] * wx[bx];
-    dwx[k] = wt[bt] * wy[by] * sign[bx];
-  }
+CUBECROP_HD void tap_weight_derivatives(acc_t at, acc_t ay, acc_t dwt[4], acc_t dwy[4]) {
+  const acc_t one = static_cast<acc_t>(1);
+  dwt[0] = -(one - ay);
+  dwt[1] = -ay;
+  dwt[2] = one - ay;
+  dwt[3] = ay;
+  dwy[0] = -(one - at);
+  dwy[1] = one - at;
+  dwy[2] = -at;
+  dwy[3] = at;
 }
 
-// Video-gradient gather (see kernel-peers take-away 3): window voxel j of one
-// axis (0 <= j <= D) receives (1 - a) * g[j] + a * g[j - 1], with g[-1] = g[D] = 0.
-// Returns the two output-voxel indices and weights that feed window voxel j.
+// The backward along one axis, as a gather over the cube's window: window voxel j
+// (0 <= j <= D) is read by output voxels j (weight 1 - a) and j - 1 (weight a), so it
+// receives (1 - a) * g[j] + a * g[j - 1], with g[-1] = g[D] = 0 (pass 0 for those),
+// and d/da of that is g[j - 1] - g[j].
 template <typename acc_t>
-CUBECROP_HD void window_sources(int64_t j, int64_t size, acc_t frac, int64_t src[2], acc_t wgt[2],
-                                int* count) {
-  int n = 0;
-  if (j < size) {
-    src[n] = j;
-    wgt[n] = static_cast<acc_t>(1) - frac;
-    ++n;
-  }
-  if (j >= 1) {
-    src[n] = j - 1;
-    wgt[n] = frac;
-    ++n;
-  }
-  *count = n;
+CUBECROP_HD acc_t window_gather(acc_t g_here, acc_t g_prev, acc_t frac) {
+  return lerp(g_here, g_prev, frac);
+}
+
+template <typename acc_t>
+CUBECROP_HD acc_t window_gather_derivative(acc_t g_here, acc_t g_prev) {
+  return g_prev - g_here;
+}
+
+// The fused normalisation of crop_cubes_int: (x - mean) / std with true division in
+// acc_t: float32, or float64 when the output is float64 (op contract in csrc/ops.cpp).
+template <typename acc_t>
+CUBECROP_HD acc_t normalise(acc_t x, acc_t mean, acc_t stdev) {
+  return (x - mean) / stdev;
 }
 
 }  // namespace cubecrop

@@ -189,6 +189,42 @@ def test_crop_cubes_int_matches_reference_exactly(dtype, channels_last):
         assert torch.equal(got, want), kwargs
 
 
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.float16, torch.float64])
+def test_crop_cubes_int_normalises_in_float32_or_float64(out_dtype):
+    """csrc/ops.cpp: (x - mean) / std with true division in float32 (float64 for a float64
+    output), rounded once. Fractional float32 values make x - mean inexact, so computing in
+    float64 would round differently for some of them."""
+    gen = torch.Generator().manual_seed(3)
+    video = (torch.randn((1, 3, 2, 8, 64), generator=gen) * 300).to(torch.float32)
+    centers = torch.tensor([[[1.0, 4.0, 32.0]]], dtype=torch.float64)
+    mean, std = torch.tensor([0.1, 116.28, -3.3]), torch.tensor([58.395, 0.7, 3.0])
+    got = ops.crop_cubes_int(video, centers, [2, 8, 64], False, mean, std, out_dtype)
+    acc = torch.float64 if out_dtype == torch.float64 else torch.float32
+    view = (1, 1, 3, 1, 1, 1)
+    want = ((video.to(acc).unsqueeze(1) - mean.to(acc).view(view)) / std.to(acc).view(view)).to(out_dtype)
+    assert torch.equal(got, want)
+
+
+def test_edge_cases_of_the_op_contract():
+    """K = 0, N = 0, C = 0: empty outputs; T, H or W == 0: one error naming the rule, every op."""
+    video = torch.randn(2, 3, 4, 6, 6)
+    empty_k = torch.empty(2, 0, 3)
+    assert ops.crop_cubes(video, empty_k, [2, 2, 2], 0).shape == (2, 0, 3, 2, 2, 2)
+    assert ops.crop_cubes(video[:, :0], torch.full((2, 1, 3), 3.0), [2, 2, 2], 1).shape == (2, 1, 0, 2, 2, 2)
+    assert ops.crop_cubes_int(video, empty_k.double(), [2, 2, 2], False, None, None, torch.float32).numel() == 0
+    gv, gc = ops.crop_cubes_backward(torch.empty(2, 0, 3, 2, 2, 2), video, empty_k, [2, 2, 2], 0, True, True)
+    assert torch.equal(gv, torch.zeros_like(video)) and gc.shape == (2, 0, 3)
+    flat = torch.randn(1, 1, 4, 0, 6)
+    centers = torch.full((1, 1, 3), 1.0)
+    for mode in (0, 1):
+        with pytest.raises(RuntimeError, match=r"video must have T, H, W >= 1, got shape \[1, 1, 4, 0, 6\]"):
+            ops.crop_cubes(flat, centers, [1, 1, 1], mode)
+    with pytest.raises(RuntimeError, match="video must have T, H, W >= 1"):
+        ops.crop_cubes_backward(torch.randn(1, 1, 1, 1, 1, 1), flat, centers, [1, 1, 1], 0, True, True)
+    with pytest.raises(RuntimeError, match="video must have T, H, W >= 1"):
+        ops.crop_cubes_int(flat, centers.double(), [1, 1, 1], False, None, None, torch.float32)
+
+
 def test_bad_arguments_name_the_argument():
     video = torch.randn(1, 1, 4, 6, 6)
     centers = torch.full((1, 1, 3), 3.0)

@@ -6,8 +6,9 @@ with the kernels' own per-cube setup and item decomposition (packet decisions
 taken from the real pointers and strides). This file builds that harness with
 the host C++ compiler (about a second, no torch headers) and compares it with
 the float64 reference, so a CPU-only CI checks the indexing of kernels it
-cannot run. Thread scheduling, shared memory and the block reduction are what
-it does not cover: tests/test_cuda_ops.py checks those on a GPU.
+cannot run, and its path counters show which kernel path each input took.
+Thread scheduling, shared memory and the block reduction are what it does not
+cover: tests/test_cuda_ops.py checks those on a GPU.
 """
 from __future__ import annotations
 
@@ -56,19 +57,25 @@ def _suffix(dtype):
     return {torch.float32: "f32", torch.float64: "f64"}[dtype]
 
 
+PATHS = ("interior+packets", "interior", "general")  # cube_items.h RowPath, in order
+
+
 def emu_forward(emu, video, centers, size, mode, use_int32=True):
+    """The forward kernel's output and how many cubes took each of PATHS."""
     n, c = video.shape[:2]
     k = centers.shape[1]
     out = torch.full((n, k, c, *size), float("nan"), dtype=video.dtype)
     fn = getattr(emu, f"emu_crop_forward_{_suffix(video.dtype)}")
-    fn.restype = ctypes.c_int64
     centers = centers.to(video.dtype).contiguous()
-    packets = fn(_ptr(video), _i64(video.shape), _i64(video.stride()), _ptr(centers), _int(k), _i64(size), _int(mode),
-                 ctypes.c_int(int(use_int32)), _ptr(out))
-    return out, packets
+    paths = _i64([0, 0, 0])
+    fn(_ptr(video), _i64(video.shape), _i64(video.stride()), _ptr(centers), _int(k), _i64(size), _int(mode),
+       ctypes.c_int(int(use_int32)), _ptr(out), paths)
+    return out, dict(zip(PATHS, paths))
 
 
-def emu_backward(emu, grad_out, video, centers, size, mode, deterministic, use_int32=True):
+def emu_backward(emu, grad_out, video, centers, size, mode, gather, use_int32=True, paths=None):
+    """Both gradients; the video gradient from the window kernel's atomics or the gather.
+    paths (4 int64, added to): window cubes interior / general, gather batch items all-interior / general."""
     n, c = video.shape[:2]
     k = centers.shape[1]
     grad_video = torch.full(video.shape, float("nan"), dtype=video.dtype)
@@ -77,7 +84,8 @@ def emu_backward(emu, grad_out, video, centers, size, mode, deterministic, use_i
     centers = centers.to(video.dtype).contiguous()
     grad_out = grad_out.contiguous()
     fn(_ptr(grad_out), _ptr(video), _i64(video.shape), _i64(video.stride()), _ptr(centers), _int(k), _i64(size), _int(mode),
-       ctypes.c_int(int(deterministic)), ctypes.c_int(int(use_int32)), _ptr(grad_video), _ptr(grad_centers))
+       ctypes.c_int(int(gather)), ctypes.c_int(int(use_int32)), _ptr(grad_video), _ptr(grad_centers),
+       paths if paths is not None else _i64([0, 0, 0, 0]))
     return grad_video, grad_centers
 
 
@@ -140,25 +148,45 @@ def test_forward_matches_reference(emu, dtype, mode, case):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_forward_packet_path_taken_and_correct(emu, dtype):
-    """Cubes whose x start is a multiple of the packet width read packets; the others do not."""
+    """Interior cubes whose x start is a multiple of the packet width read packets; the others do not."""
     vec = 16 // torch.empty((), dtype=dtype).element_size()
     size = (2, 3, 2 * vec)
     video = torch.randn(2, 3, 6, 8, 5 * vec, dtype=dtype)
     # x start = 2 * vec (aligned, inside) or 2 * vec + 1 (misaligned), with a fractional part.
     centers = torch.tensor([[[2.6, 4.2, 3 * vec + 0.4], [3.1, 3.7, 3 * vec + 1.3]]] * 2, dtype=dtype)
-    out, packets = emu_forward(emu, video, centers, size, 0)
-    assert packets == 2, "exactly the two aligned cubes should read packets"
+    out, paths = emu_forward(emu, video, centers, size, 0)
+    assert paths == {"interior+packets": 2, "interior": 2, "general": 0}
     expected = reference.crop_cubes(video.double(), centers.double(), size, "zeros")
     torch.testing.assert_close(out.double(), expected, rtol=1e-6, atol=1e-6)
-    _, packets = emu_forward(emu, video[..., 1:], centers, size, 0)  # misaligned rows: no packets
-    assert packets == 0
+    _, paths = emu_forward(emu, video[..., 1:], centers, size, 0)  # misaligned rows: no packets
+    assert paths["interior+packets"] == 0 and paths["interior"] + paths["general"] == 4
 
 
-@pytest.mark.parametrize("deterministic", [False, True], ids=["window-atomic", "gather"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("width", [13, 16, 200])
+def test_forward_each_path_matches_reference(emu, dtype, width):
+    """One cube per path: interior + packets (x start aligned), interior (x start 1 off,
+    also with Dw not a multiple of the packet: the clamped last chunk), general (past
+    the border); W = 200 gives rows of several chunks per lane."""
+    vec = 16 // torch.empty((), dtype=dtype).element_size()
+    dw = {13: 5, 16: 2 * vec, 200: 136}[width]  # 5: a clamped last chunk; 136: > 32 chunks for fp32
+    size = (2, 9, dw)
+    video = torch.randn(1, 2, 5, 20, width, dtype=torch.float64).to(dtype)
+    cx = [vec + dw / 2 + 0.3, vec + 1 + dw / 2 + 0.3, width - dw / 2 + 1.7]
+    centers = torch.tensor([[[2.4, 10.2, x] for x in cx]], dtype=dtype)
+    out, paths = emu_forward(emu, video, centers, size, 1)
+    packets_possible = dw % vec == 0 and vec + dw < width
+    assert paths == {"interior+packets": int(packets_possible), "interior": 2 - int(packets_possible), "general": 1}
+    expected = reference.crop_cubes(video.double(), centers.double(), size, "border")
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    torch.testing.assert_close(out.double(), expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("gather", [False, True], ids=["window-atomic", "gather"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("mode", ["zeros", "border"])
 @pytest.mark.parametrize("case", range(len(CASES)))
-def test_backward_matches_reference(emu, deterministic, dtype, mode, case):
+def test_backward_matches_reference(emu, gather, dtype, mode, case):
     shape, size = CASES[case]
     g = torch.Generator().manual_seed(100 + case)
     video = torch.randn(shape, generator=g, dtype=torch.float64)
@@ -168,14 +196,34 @@ def test_backward_matches_reference(emu, deterministic, dtype, mode, case):
     tol = 1e-10 if dtype == torch.float64 else 2e-4
     for name, layout in _layouts(video.to(dtype)):
         for use_int32 in (True, False):
-            gv, gc = emu_backward(emu, grad_out.to(dtype), layout, centers, size, MODES[mode], deterministic, use_int32)
+            gv, gc = emu_backward(emu, grad_out.to(dtype), layout, centers, size, MODES[mode], gather, use_int32)
             msg = f"{name} int32={use_int32}"
             torch.testing.assert_close(gv.double(), ref_video, rtol=tol, atol=tol, msg=msg)
             torch.testing.assert_close(gc.double(), ref_centers, rtol=tol, atol=tol, msg=msg)
 
 
-def test_backward_gather_tiles_many_cubes(emu):
-    """K > kTile (32) cubes: the deterministic gather walks several shared-memory tiles."""
+def test_backward_paths_each_taken(emu):
+    """Window kernel: interior and general cubes; gather: a batch item whose cubes are all
+    interior (the loop without padding ranges) and one with a cube past the border."""
+    g = torch.Generator().manual_seed(11)
+    shape, size = (2, 2, 6, 9, 40), (2, 3, 8)
+    video = torch.randn(shape, generator=g, dtype=torch.float64)
+    centers = torch.tensor([[[3.1, 4.4, 12.3], [2.6, 5.0, 25.7]],   # both interior
+                            [[3.1, 4.4, 12.3], [0.2, 5.0, 39.5]]],  # the second past t = 0 and x = W
+                           dtype=torch.float64)
+    grad_out = torch.randn(2, 2, 2, *size, generator=g, dtype=torch.float64)
+    for mode in ("zeros", "border"):
+        _, ref_video, ref_centers = reference_grads(video, centers, size, mode, grad_out)
+        for gather in (False, True):
+            paths = _i64([0, 0, 0, 0])
+            gv, gc = emu_backward(emu, grad_out, video, centers, size, MODES[mode], gather, paths=paths)
+            assert list(paths) == ([3, 1, 1, 1] if gather else [3, 1, 0, 0])
+            torch.testing.assert_close(gv, ref_video, rtol=1e-10, atol=1e-10)
+            torch.testing.assert_close(gc, ref_centers, rtol=1e-10, atol=1e-10)
+
+
+def test_backward_gather_many_cubes(emu):
+    """K > kTile (32) cubes: the gather computes each cube's terms as it goes (not staged)."""
     g = torch.Generator().manual_seed(7)
     shape, size = (1, 2, 3, 6, 7), (2, 3, 3)
     video = torch.randn(shape, generator=g, dtype=torch.float64)
@@ -209,7 +257,8 @@ def test_int_fused_uint8_normalise(emu, channels_last, width):
         args = [_ptr(s) if s is not None else None for s in stats]
         fn = emu.emu_crop_int_u8_f32
         fn.restype = ctypes.c_int64
-        packets = fn(_ptr(video), _i64(view.shape), _i64(view.stride()), _ptr(centers), _int(3), _i64(size), *args, _ptr(out))
+        packets = fn(_ptr(video), _i64(view.shape), _i64(view.stride()), _ptr(centers), _int(3), _i64(size), *args,
+                     _ptr(out))
         expected = _int_reference(video, centers, size, channels_last, *stats, out_dtype=torch.float32)
         torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-6)
         assert (packets > 0) == (not channels_last and width == 16)

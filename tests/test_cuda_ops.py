@@ -2,8 +2,9 @@
 
 The general value/gradient/gradcheck/opcheck tests (tests/test_ops_*.py) run the
 cuda backend automatically; this file holds what only the CUDA kernels have:
-64-bit indexing past 2^31 elements, packet (vectorised) versus element paths on
-misaligned views and odd widths, bitwise determinism of the centre gradient and
+64-bit indexing past 2^31 elements, an input for each kernel path (interior +
+packets, interior, general rows; gather versus atomic video gradients; the int
+crop's vector and element paths per dtype pair, uint8 -> fp16 included), bitwise determinism of the centre gradient and
 of the deterministic video gradient, and CUDA-graph capture through
 torch.compile(mode="reduce-overhead"). Skipped, with the reason, without a GPU
 or without the CUDA kernels built (FORCE_CUDA=1).
@@ -92,6 +93,121 @@ def test_packet_and_element_paths(dtype, width, layout, mode):
     # The centre gradient sums many terms: compare relative to its scale.
     scale = ref_gc.abs().max().item() + 1
     torch.testing.assert_close(gc.cpu().double(), ref_gc, rtol=tol * 4, atol=tol * 4 * scale)
+
+
+def _packet_width(*dtypes):
+    return 16 // max(torch.empty((), dtype=d).element_size() for d in dtypes)
+
+
+# Forward row paths (cube_items.h RowPath) and the inputs that take them: a cube whose
+# taps are all inside with its x start on a packet boundary of a 16-byte-aligned,
+# packet-strided video reads packets; one start off (or a storage offset of 1), element
+# loads; a cube across the border, the general rows with padding.
+FORWARD_PATHS = ("interior+packets", "interior", "interior-offset1", "general")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("path", FORWARD_PATHS)
+@pytest.mark.parametrize("dw", [None, 5], ids=["whole-packets", "dw5"])
+def test_each_forward_and_backward_path(dtype, path, dw):
+    vec = _packet_width(dtype)
+    dw = dw or 4 * vec
+    n, c, t, h, w = 2, 3, 6, 20, 16 * vec  # W, H * W, ... multiples of every packet width
+    size = (3, 5, dw)
+    g = torch.Generator().manual_seed(vec + dw)
+    video = torch.randn(n, c, t, h, w, generator=g, dtype=torch.float64).to(dtype).to(DEVICE)
+    x_start = {"interior+packets": 2 * vec, "interior": 2 * vec + 1, "interior-offset1": 2 * vec,
+               "general": w - dw // 2}[path]
+    if path == "interior-offset1":
+        video = _misaligned(video)
+    assert video.data_ptr() % 16 == (0 if path != "interior-offset1" else video.element_size())
+    k = 3
+    centers = torch.empty(n, k, 3, dtype=torch.float64)
+    centers[..., 0] = 2.25 + size[0] / 2
+    centers[..., 1] = 6.5 + size[1] / 2
+    centers[..., 2] = x_start + dw / 2 + 0.375  # floor(c - Dw/2) = x_start, fraction 0.375
+    grad_out = torch.randn(n, k, c, *size, generator=g, dtype=torch.float64).to(dtype).to(DEVICE)
+    cd = torch.float64 if dtype == torch.float64 else torch.float32
+    tol = TOL[dtype]
+    for mode in ("zeros", "border"):
+        out, gv, gc = _cuda_crop_and_grads(video, centers.to(cd).to(DEVICE), size, mode, grad_out)
+        ref_out, ref_gv, ref_gc = _ref_crop_and_grads(video, centers.to(cd), size, mode, grad_out)
+        torch.testing.assert_close(out.cpu().double(), ref_out, rtol=tol, atol=tol)
+        torch.testing.assert_close(gv.cpu().double(), ref_gv, rtol=tol, atol=tol * 4)
+        scale = ref_gc.abs().max().item() + 1
+        torch.testing.assert_close(gc.cpu().double(), ref_gc, rtol=tol * 4, atol=tol * 4 * scale)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("deterministic", [True, False], ids=["gather", "atomics"])
+@pytest.mark.parametrize("need", ["both", "video", "centers"])
+def test_backward_video_gradient_paths(dtype, deterministic, need):
+    """Deterministic mode: the video gradient is the gather, written once in the video's dtype;
+    else the window kernel's atomics (an fp32 buffer for fp16/bf16). Each with either gradient
+    alone (the window kernel's video-only and centre-only instantiations)."""
+    g = torch.Generator().manual_seed(int(deterministic))
+    n, c, t, h, w, k = 2, 2, 6, 12, 40, 5
+    size = (2, 4, 8)
+    video = torch.randn(n, c, t, h, w, generator=g, dtype=torch.float64).to(dtype).to(DEVICE)
+    centers = _centers(n, k, (t, h, w), size, g)
+    grad_out = torch.randn(n, k, c, *size, generator=g, dtype=torch.float64).to(dtype).to(DEVICE)
+    cd = torch.float32
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        gv, gc = torch.ops.cubecrop.crop_cubes_backward(grad_out, video, centers.to(cd).to(DEVICE), list(size), 1,
+                                                        need != "centers", need != "video")
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    _, ref_gv, ref_gc = _ref_crop_and_grads(video, centers.to(cd), size, "border", grad_out)
+    tol = TOL[dtype]
+    if need != "centers":
+        assert gv.dtype == dtype and gv.is_contiguous()
+        torch.testing.assert_close(gv.cpu().double(), ref_gv, rtol=tol, atol=tol * 4)
+    else:
+        assert gv.numel() == 0
+    if need != "video":
+        scale = ref_gc.abs().max().item() + 1
+        torch.testing.assert_close(gc.cpu().double(), ref_gc, rtol=tol * 4, atol=tol * 4 * scale)
+    else:
+        assert gc.numel() == 0
+
+
+# crop_cubes_int's kernels: (video dtype, out dtype, normalised) -> packet width; each runs
+# with an aligned x start on packet-strided rows (the vector path) and with a storage
+# offset of 1 (the element path).
+INT_PATHS = [
+    (torch.uint8, torch.float16, True),    # 8 bytes in, one 16-byte store of 8 halves
+    (torch.uint8, torch.bfloat16, True),
+    (torch.uint8, torch.float32, True),    # 4 bytes in, 16 out
+    (torch.uint8, torch.float64, True),
+    (torch.float16, torch.float32, True),
+    (torch.float32, torch.float16, False),
+    (torch.uint8, torch.uint8, False),     # the copy kernels by width
+    (torch.int16, torch.int16, False),
+    (torch.float32, torch.float32, False),
+    (torch.int64, torch.int64, False),
+]
+
+
+@pytest.mark.parametrize("video_dtype,out_dtype,normalised", INT_PATHS, ids=str)
+@pytest.mark.parametrize("layout", ["aligned", "offset1"])
+def test_int_crop_vector_and_element_paths(video_dtype, out_dtype, normalised, layout):
+    vec = _packet_width(video_dtype, out_dtype)
+    g = torch.Generator().manual_seed(vec)
+    n, c, t, h, w = 2, 3, 5, 9, 64
+    size = (2, 4, 2 * vec if vec > 1 else 3)
+    video = torch.randint(0, 200, (n, c, t, h, w), generator=g).to(video_dtype).to(DEVICE)
+    if layout == "offset1":
+        video = _misaligned(video)
+    centers = torch.tensor([[[2.0, 4.5, 2 * vec + size[2] / 2]] * 2] * n, dtype=torch.float64, device=DEVICE)
+    stats = {"mean": [100.5, 90.25, 80.0], "std": [50.0, 40.5, 3.0]} if normalised else {}
+    out = cubecrop.crop_cubes_int(video, centers, size, out_dtype=out_dtype, backend="cuda", **stats)
+    expected = reference.crop_cubes_int(video.cpu(), centers.cpu(), size, out_dtype=out_dtype,
+                                        **{key: torch.tensor(val) for key, val in stats.items()})
+    assert out.dtype == out_dtype
+    rtol = {torch.float16: 1e-3, torch.bfloat16: 8e-3}.get(out_dtype, 1e-6)
+    torch.testing.assert_close(out.cpu(), expected, rtol=rtol, atol=1e-6)
 
 
 @pytest.mark.parametrize("width", [5, 16, 17])

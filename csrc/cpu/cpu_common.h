@@ -12,6 +12,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -20,45 +21,18 @@
 #include <sys/mman.h>
 #endif
 
+#include "check.h"
 #include "cubecrop_math.h"
 
 namespace cubecrop::cpu {
-
-// fp16/bf16/fp32 accumulate in float, fp64 in double.
-template <typename scalar_t>
-using acc_type = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
 struct CubeSize {
   int64_t t, h, w;
 };
 
-inline CubeSize checked_size(c10::IntArrayRef size) {
-  TORCH_CHECK(size.size() == 3, "size must have 3 values (Dt, Dh, Dw), got ", size.size());
-  TORCH_CHECK(size[0] >= 1 && size[1] >= 1 && size[2] >= 1, "size must be >= 1 on every axis, got ", size);
-  return {size[0], size[1], size[2]};
-}
+inline CubeSize cube_size(const std::array<int64_t, 3>& s) { return {s[0], s[1], s[2]}; }
 
-inline void check_padding_mode(int64_t padding_mode) {
-  TORCH_CHECK(padding_mode == kZeros || padding_mode == kBorder,
-              "padding_mode must be 0 (zeros) or 1 (border), got ", padding_mode);
-}
-
-inline void check_cpu(const at::Tensor& tensor, const char* name) {
-  TORCH_CHECK(tensor.device().is_cpu(), name, " must be a CPU tensor for the cpu backend, got ", tensor.device());
-}
-
-inline void check_video_5d(const at::Tensor& video, const char* layout) {
-  check_cpu(video, "video");
-  TORCH_CHECK(video.dim() == 5, "video must be a 5-D tensor ", layout, ", got shape ", video.sizes());
-}
-
-inline void check_centers(const at::Tensor& centers, int64_t batch, at::ScalarType expected) {
-  check_cpu(centers, "centers");
-  TORCH_CHECK(centers.dim() == 3 && centers.size(0) == batch && centers.size(2) == 3,
-              "centers must have shape (N=", batch, ", K, 3), got ", centers.sizes());
-  TORCH_CHECK(centers.scalar_type() == expected, "centers must be ", expected, " here, got ",
-              centers.scalar_type());
-}
+constexpr c10::DeviceType kCpu = c10::DeviceType::CPU;
 
 // The taps of one cube along (t, y, x), computed once per cube, plus for each
 // axis whether the centre gradient flows (it does not where axis_taps clamped

@@ -4,8 +4,9 @@
 // inside), so the crop is a strided copy. One parallel unit is one cube row
 // (n, k, t_out, y_out) for all channels, so a channels-last row (x, c
 // interleaved) is read once. The optional (x - mean) / std is fused: it is
-// computed in float64 and rounded once to out_dtype, exactly as the reference
-// does; for 8-bit videos through a per-channel 256-entry table built that way.
+// cubecrop::normalise in float32 (float64 for a float64 output), as on every
+// backend (csrc/ops.cpp); for 8-bit videos through a per-channel 256-entry
+// table built that way.
 #include <ATen/Dispatch.h>
 #include <ATen/Dispatch_v2.h>
 #include <ATen/Parallel.h>
@@ -70,11 +71,13 @@ void copy_cubes(const at::Tensor& video, const VideoView& view, const std::vecto
       });
 }
 
-// out = (x - mean) / std in float64, rounded once to out_t.
+// out = normalise(x, mean, std) in acc_type<out_t>, rounded once to out_t.
 template <typename in_t, typename out_t>
 void normalize_cubes(const at::Tensor& video, const VideoView& view, const std::vector<int64_t>& starts, int64_t K,
-                     CubeSize size, const std::vector<double>& mean, const std::vector<double>& stdev,
+                     CubeSize size, const std::vector<float>& mean_f, const std::vector<float>& stdev_f,
                      at::Tensor& out) {
+  using acc_t = acc_type<out_t>;
+  const std::vector<acc_t> mean(mean_f.begin(), mean_f.end()), stdev(stdev_f.begin(), stdev_f.end());
   const in_t* vp = video.const_data_ptr<in_t>();
   out_t* op = out.mutable_data_ptr<out_t>();
   const int64_t sw = view.sw;
@@ -84,7 +87,7 @@ void normalize_cubes(const at::Tensor& video, const VideoView& view, const std::
     for (int64_t c = 0; c < view.c; ++c) {
       for (int v = 0; v < 256; ++v) {
         const in_t value = static_cast<in_t>(static_cast<uint8_t>(v));
-        table[c * 256 + v] = static_cast<out_t>((static_cast<double>(value) - mean[c]) / stdev[c]);
+        table[c * 256 + v] = static_cast<out_t>(normalise(static_cast<acc_t>(value), mean[c], stdev[c]));
       }
     }
     const out_t* lut = table.data();
@@ -96,53 +99,55 @@ void normalize_cubes(const at::Tensor& video, const VideoView& view, const std::
                                      }
                                    });
   } else {
-    const double* m = mean.data();
-    const double* s = stdev.data();
+    const acc_t* m = mean.data();
+    const acc_t* s = stdev.data();
     for_each_cube_row<in_t, out_t>(vp, view, starts, K, size, op,
                                    [sw, m, s](const in_t* src, out_t* dst, int64_t count, int64_t c) {
-                                     const double mc = m[c], sc = s[c];
+                                     const acc_t mc = m[c], sc = s[c];
                                      if (sw == 1) {
                                        for (int64_t x = 0; x < count; ++x) {
-                                         dst[x] = static_cast<out_t>((static_cast<double>(src[x]) - mc) / sc);
+                                         dst[x] = static_cast<out_t>(normalise(static_cast<acc_t>(src[x]), mc, sc));
                                        }
                                      } else {
                                        for (int64_t x = 0; x < count; ++x) {
-                                         dst[x] = static_cast<out_t>((static_cast<double>(src[x * sw]) - mc) / sc);
+                                         dst[x] = static_cast<out_t>(normalise(static_cast<acc_t>(src[x * sw]), mc, sc));
                                        }
                                      }
                                    });
   }
 }
 
-std::vector<double> statistic_values(const std::optional<at::Tensor>& value, const char* name, int64_t channels,
-                                     double fallback) {
-  if (!value.has_value()) return std::vector<double>(channels, fallback);
+std::vector<float> statistic_values(const std::optional<at::Tensor>& value, const char* name, int64_t channels,
+                                    float fallback) {
+  if (!value.has_value()) return std::vector<float>(channels, fallback);
   const at::Tensor& t = *value;
-  check_cpu(t, name);
-  TORCH_CHECK(t.scalar_type() == at::kFloat, name, " must be float32, got ", t.scalar_type());
-  TORCH_CHECK(t.dim() == 1 && t.size(0) == channels, name, " must have shape (C=", channels, "), got ", t.sizes());
+  check::device(t, name, kCpu, "cpu");
+  check::statistic(t, name, channels);
   const at::Tensor c = t.contiguous();
   const float* p = c.const_data_ptr<float>();
-  return std::vector<double>(p, p + channels);
+  return std::vector<float>(p, p + channels);
 }
 
 at::Tensor crop_cubes_int_cpu(const at::Tensor& video, const at::Tensor& centers, c10::IntArrayRef size_ref,
                               bool channels_last, const std::optional<at::Tensor>& mean,
                               const std::optional<at::Tensor>& std_, at::ScalarType out_dtype) {
-  check_video_5d(video, channels_last ? "(N, T, H, W, C)" : "(N, C, T, H, W)");
-  TORCH_CHECK(!at::isComplexType(video.scalar_type()) && video.scalar_type() != at::kBool,
-              "video must have a real dtype for crop_cubes_int, got ", video.scalar_type());
-  check_centers(centers, video.size(0), at::kDouble);
-  const CubeSize size = checked_size(size_ref);
+  check::device(video, "video", kCpu, "cpu");
+  const char* layout = channels_last ? "(N, T, H, W, C)" : "(N, C, T, H, W)";
+  TORCH_CHECK(video.dim() == 5, "video must be a 5-D tensor ", layout, ", got shape ", video.sizes());
+  const at::Tensor ncthw = channels_last ? video.permute({0, 4, 1, 2, 3}) : video;
+  check::video(video, ncthw, layout);
+  check::int_video_dtype(video);
+  check::device(centers, "centers", kCpu, "cpu");
+  check::centers(centers, ncthw, at::kDouble);
+  const auto size3 = check::size(size_ref);
+  check::int_size_fits(size3, size_ref, ncthw);
+  const CubeSize size = cube_size(size3);
   const VideoView view = video_view(video, channels_last);
-  TORCH_CHECK(size.t <= view.t && size.h <= view.h && size.w <= view.w, "size ", size_ref,
-              " must fit inside the video's (T, H, W) = (", view.t, ", ", view.h, ", ", view.w, ")");
   const bool normalize = mean.has_value() || std_.has_value();
-  TORCH_CHECK(!normalize || at::isFloatingType(out_dtype),
-              "out_dtype must be a floating dtype when mean/std are given, got ", out_dtype);
-  const std::vector<double> mean_v = statistic_values(mean, "mean", view.c, 0.0);
-  const std::vector<double> std_v = statistic_values(std_, "std", view.c, 1.0);
-  for (double s : std_v) TORCH_CHECK(s != 0.0, "std must be non-zero for every channel");
+  check::int_out_dtype(normalize, out_dtype);
+  const std::vector<float> mean_v = statistic_values(mean, "mean", view.c, 0.0f);
+  const std::vector<float> std_v = statistic_values(std_, "std", view.c, 1.0f);
+  for (float s : std_v) TORCH_CHECK(s != 0.0f, "std must be non-zero for every channel, got ", s);
 
   const int64_t K = centers.size(1);
   const at::Tensor centers_c = centers.contiguous();

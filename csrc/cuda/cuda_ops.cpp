@@ -20,6 +20,7 @@
 #include <tuple>
 #include <vector>
 
+#include "check.h"
 #include "cubecrop_math.h"
 #include "launch.h"
 
@@ -45,43 +46,12 @@ DType to_dtype(at::ScalarType t) {
   }
 }
 
-void check_device(const at::Tensor& t, const char* name, const at::Tensor& video) {
-  TORCH_CHECK(t.defined(), name, " must be a tensor");
-  TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor for the cuda backend, got one on ", t.device());
-  TORCH_CHECK(t.device() == video.device(), name, " is on ", t.device(), " but the video is on ", video.device(),
-              ": put both on one device");
-}
+constexpr c10::DeviceType kCuda = c10::DeviceType::CUDA;
 
-void check_video(const at::Tensor& video, const char* layout) {
-  TORCH_CHECK(video.defined() && video.is_cuda(), "video must be a CUDA tensor for the cuda backend");
-  TORCH_CHECK(video.dim() == 5, "video must be a 5-D tensor ", layout, ", got shape ", video.sizes());
-}
-
-void check_float_video(const at::Tensor& video) {
-  check_video(video, "(N, C, T, H, W)");
-  const auto t = video.scalar_type();
-  TORCH_CHECK(t == at::kHalf || t == at::kBFloat16 || t == at::kFloat || t == at::kDouble,
-              "video must be float16, bfloat16, float32 or float64, got ", t);
-}
-
-void check_centers(const at::Tensor& centers, const at::Tensor& video, at::ScalarType dtype) {
-  check_device(centers, "centers", video);
-  TORCH_CHECK(centers.dim() == 3 && centers.size(0) == video.size(0) && centers.size(2) == 3,
-              "centers must have shape (N=", video.size(0), ", K, 3), got ", centers.sizes());
-  TORCH_CHECK(centers.scalar_type() == dtype, "centers must be ", dtype, " here, got ", centers.scalar_type());
-}
-
-std::array<int64_t, 3> check_size(at::IntArrayRef size) {
-  TORCH_CHECK(size.size() == 3, "size must hold 3 values (Dt, Dh, Dw), got ", size.size());
-  TORCH_CHECK(size[0] >= 1 && size[1] >= 1 && size[2] >= 1, "size must be positive, got ", size);
-  return {size[0], size[1], size[2]};
-}
-
-void check_padding(const at::Tensor& video, int64_t padding_mode) {
-  TORCH_CHECK(padding_mode == kZeros || padding_mode == kBorder, "padding_mode must be 0 (zeros) or 1 (border), got ",
-              padding_mode);
-  TORCH_CHECK(padding_mode == kZeros || (video.size(2) > 0 && video.size(3) > 0 && video.size(4) > 0),
-              "border padding needs a video with T, H, W >= 1, got ", video.sizes());
+// A second tensor of a call: a CUDA tensor on the video's device.
+void check_cuda(const at::Tensor& t, const char* name, const at::Tensor& video) {
+  check::device(t, name, kCuda, "cuda");
+  check::same_device(t, name, video);
 }
 
 // The largest element offset inside one batch item (dims 1..4), plus one.
@@ -118,21 +88,14 @@ CropProblem make_problem(const at::Tensor& video, int64_t cubes_per_video, const
   return p;
 }
 
-at::ScalarType accumulation_type(at::ScalarType video) { return video == at::kDouble ? at::kDouble : at::kFloat; }
-
 at::Tensor crop_cubes_cuda(const at::Tensor& video, const at::Tensor& centers_in, at::IntArrayRef size_in,
                            int64_t padding_mode) {
-  check_float_video(video);
-  check_centers(centers_in, video, accumulation_type(video.scalar_type()));
-  const auto size = check_size(size_in);
-  check_padding(video, padding_mode);
-
+  const auto size = check::crop_inputs(video, centers_in, size_in, padding_mode, kCuda, "cuda");
   const c10::cuda::CUDAGuard guard(video.device());
   const at::Tensor centers = centers_in.contiguous();
-  const int64_t n = video.size(0), k = centers.size(1), c = video.size(1);
-  at::Tensor out = at::empty({n, k, c, size[0], size[1], size[2]}, video.options());
-  if (out.numel() == 0) return out;
-  if (video.numel() == 0) return out.zero_();  // an empty extent: every tap reads zero padding
+  const int64_t k = centers.size(1), c = video.size(1);
+  at::Tensor out = at::empty(check::out_shape(video, centers, size), video.options());
+  if (out.numel() == 0) return out;  // K = 0, N = 0 or C = 0: no launch
 
   CropProblem p = make_problem(video, k, size, padding_mode);
   p.use_int32 = fits_int32({batch_item_span(video), c * size[0] * size[1] * size[2]});
@@ -145,27 +108,21 @@ std::tuple<at::Tensor, at::Tensor> crop_cubes_backward_cuda(const at::Tensor& gr
                                                             const at::Tensor& centers_in, at::IntArrayRef size_in,
                                                             int64_t padding_mode, bool need_video_grad,
                                                             bool need_centers_grad) {
-  check_float_video(video);
+  const auto size = check::crop_inputs(video, centers_in, size_in, padding_mode, kCuda, "cuda");
+  check_cuda(grad_out_in, "grad_out", video);
+  check::grad_out(grad_out_in, video, check::out_shape(video, centers_in, size));
   const auto dtype = video.scalar_type();
-  check_centers(centers_in, video, accumulation_type(dtype));
-  const auto size = check_size(size_in);
-  check_padding(video, padding_mode);
-  check_device(grad_out_in, "grad_out", video);
-  const int64_t n = video.size(0), k = centers_in.size(1), c = video.size(1);
-  const std::vector<int64_t> out_shape{n, k, c, size[0], size[1], size[2]};
-  TORCH_CHECK(grad_out_in.sizes() == at::IntArrayRef(out_shape), "grad_out must have shape ", at::IntArrayRef(out_shape),
-              ", got ", grad_out_in.sizes());
-  TORCH_CHECK(grad_out_in.scalar_type() == dtype, "grad_out must have the video's dtype ", dtype, ", got ",
-              grad_out_in.scalar_type());
 
   const c10::cuda::CUDAGuard guard(video.device());
   const at::Tensor centers = centers_in.contiguous();
   const at::Tensor grad_out = grad_out_in.contiguous();
+  const int64_t n = video.size(0), k = centers.size(1), c = video.size(1);
   at::Tensor grad_video = need_video_grad ? at::empty(video.sizes(), video.options()) : at::empty({0}, video.options());
-  at::Tensor grad_centers = need_centers_grad ? at::zeros({n, k, 3}, centers.options()) : at::empty({0}, centers.options());
+  at::Tensor grad_centers = need_centers_grad ? at::empty({n, k, 3}, centers.options()) : at::empty({0}, centers.options());
   if (!need_video_grad && !need_centers_grad) return {grad_video, grad_centers};
-  if (grad_out.numel() == 0 || video.numel() == 0) {
-    grad_video.zero_();  // no cube reads any voxel; the centre gradients stay 0
+  if (grad_out.numel() == 0) {  // K = 0, N = 0 or C = 0: no cube reads any voxel
+    grad_video.zero_();
+    grad_centers.zero_();
     return {grad_video, grad_centers};
   }
 
@@ -176,8 +133,12 @@ std::tuple<at::Tensor, at::Tensor> crop_cubes_backward_cuda(const at::Tensor& gr
   p.use_int32 = fits_int32({batch_item_span(video), window_numel, voxels, k * cube_numel});
   const DType scalar = to_dtype(dtype);
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  const bool deterministic = at::globalContext().deterministicAlgorithms();
-  const bool atomic_video = need_video_grad && !deterministic;
+  // The gather writes every voxel once in the video's dtype (no zero fill, no fp32 buffer, no
+  // atomics) and is deterministic, but costs about 160 SASS instructions per voxel and cube
+  // against about 80 per window voxel for the fused atomics (benchmarks/results/sass_sm90.md):
+  // it runs only where determinism is asked for.
+  const bool gather = need_video_grad && at::globalContext().deterministicAlgorithms();
+  const bool atomic_video = need_video_grad && !gather;
 
   if (atomic_video || need_centers_grad) {
     at::Tensor accumulator;  // where the atomics add: the gradient itself, or fp32 for fp16/bf16
@@ -194,7 +155,7 @@ std::tuple<at::Tensor, at::Tensor> crop_cubes_backward_cuda(const at::Tensor& gr
                                 need_centers_grad ? grad_centers.mutable_data_ptr() : nullptr, stream);
     if (atomic_video && !accumulator.is_same(grad_video)) grad_video.copy_(accumulator);
   }
-  if (need_video_grad && deterministic) {
+  if (gather) {
     launch_crop_backward_gather(scalar, p, grad_out.const_data_ptr(), centers.const_data_ptr(),
                                 grad_video.mutable_data_ptr(), stream);
   }
@@ -204,16 +165,17 @@ std::tuple<at::Tensor, at::Tensor> crop_cubes_backward_cuda(const at::Tensor& gr
 at::Tensor crop_cubes_int_cuda(const at::Tensor& video_in, const at::Tensor& centers_in, at::IntArrayRef size_in,
                                bool channels_last, const std::optional<at::Tensor>& mean_in,
                                const std::optional<at::Tensor>& std_in, at::ScalarType out_dtype) {
-  check_video(video_in, channels_last ? "(N, T, H, W, C)" : "(N, C, T, H, W)");
-  TORCH_CHECK(!video_in.is_complex() && video_in.scalar_type() != at::kBool, "video must have a real dtype, got ",
-              video_in.scalar_type());
+  check::device(video_in, "video", kCuda, "cuda");
+  const char* layout = channels_last ? "(N, T, H, W, C)" : "(N, C, T, H, W)";
+  TORCH_CHECK(video_in.dim() == 5, "video must be a 5-D tensor ", layout, ", got shape ", video_in.sizes());
   // The kernels work on the (N, C, T, H, W) view; channels-last is only a stride permutation.
   const at::Tensor video = channels_last ? video_in.permute({0, 4, 1, 2, 3}) : video_in;
-  check_centers(centers_in, video, at::kDouble);
-  const auto size = check_size(size_in);
-  for (int a = 0; a < 3; ++a)
-    TORCH_CHECK(size[a] <= video.size(a + 2), "size ", size_in, " must fit inside the video's (T, H, W) = ",
-                video.sizes().slice(2), " for crop_cubes_int");
+  check::video(video_in, video, layout);
+  check::int_video_dtype(video_in);
+  check_cuda(centers_in, "centers", video);
+  check::centers(centers_in, video, at::kDouble);
+  const auto size = check::size(size_in);
+  check::int_size_fits(size, size_in, video);
   const int64_t c = video.size(1);
   at::Tensor stats[2];
   const char* names[2] = {"mean", "std"};
@@ -221,15 +183,12 @@ at::Tensor crop_cubes_int_cuda(const at::Tensor& video_in, const at::Tensor& cen
   for (int i = 0; i < 2; ++i) {
     if (!given[i]->has_value()) continue;
     const at::Tensor& t = given[i]->value();
-    check_device(t, names[i], video);
-    TORCH_CHECK(t.scalar_type() == at::kFloat, names[i], " must be float32, got ", t.scalar_type());
-    TORCH_CHECK(t.dim() == 1 && t.size(0) == c, names[i], " must have one value per channel (", c, "), got shape ",
-                t.sizes());
+    check_cuda(t, names[i], video);
+    check::statistic(t, names[i], c);
     stats[i] = t.contiguous();
   }
   const bool normalise = stats[0].defined() || stats[1].defined();
-  TORCH_CHECK(!normalise || at::isFloatingType(out_dtype), "out_dtype must be floating when mean/std are given, got ",
-              out_dtype);
+  check::int_out_dtype(normalise, out_dtype);
 
   const c10::cuda::CUDAGuard guard(video.device());
   const at::Tensor centers = centers_in.contiguous();
@@ -255,14 +214,16 @@ at::Tensor crop_cubes_int_cuda(const at::Tensor& video_in, const at::Tensor& cen
                     out.mutable_data_ptr(), stream);
     return out;
   }
-  // No fused kernel for this pair: crop in the video's dtype, then cast/normalise in fp64 like the reference.
+  // No fused kernel for this pair: crop in the video's dtype, then cast/normalise with ATen in
+  // the op's precision (float32, float64 for a float64 output: csrc/ops.cpp).
   at::Tensor raw = at::empty({n, k, c, size[0], size[1], size[2]}, video.options());
   launch_crop_int(in_type, in_type, p, video.const_data_ptr(), centers.const_data_ptr(), nullptr, nullptr,
                   raw.mutable_data_ptr(), stream);
   if (!normalise) return out.copy_(raw);
-  at::Tensor x = raw.to(at::kDouble);
-  if (stats[0].defined()) x = x.sub(stats[0].to(at::kDouble).view({1, 1, c, 1, 1, 1}));
-  if (stats[1].defined()) x = x.div(stats[1].to(at::kDouble).view({1, 1, c, 1, 1, 1}));
+  const at::ScalarType acc = out_dtype == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor x = raw.to(acc);
+  if (stats[0].defined()) x = x.sub(stats[0].to(acc).view({1, 1, c, 1, 1, 1}));
+  if (stats[1].defined()) x = x.div(stats[1].to(acc).view({1, 1, c, 1, 1, 1}));
   return out.copy_(x);
 }
 

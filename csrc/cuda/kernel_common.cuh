@@ -40,20 +40,26 @@ void dispatch_index_type(bool use_int32, F&& body) {
   }
 }
 
-// Grid for "one cube per blockIdx.x, its items spread over blockIdx.y".
-inline dim3 cube_grid(int64_t cubes, int64_t items_per_cube, int64_t max_chunks = kMaxGridY) {
-  TORCH_CHECK(cubes <= std::numeric_limits<int32_t>::max(), "too many cubes (N * K = ", cubes, ") for one launch");
-  int64_t chunks = (items_per_cube + kThreads - 1) / kThreads;
-  chunks = chunks < 1 ? 1 : (chunks > max_chunks ? max_chunks : chunks);
-  return dim3(static_cast<unsigned>(cubes), static_cast<unsigned>(chunks), 1);
+// Every kernel runs kLanes x kRowsY threads (cube_items.h's mapping).
+inline dim3 block_dims() { return dim3(cuda_items::kLanes, cuda_items::kRowsY, 1); }
+
+// Grid of that mapping: blockIdx.x = row blocks of a plane, blockIdx.y = planes,
+// blockIdx.z = cubes (or batch items); y and z are grid-stride loops past 65535.
+inline dim3 row_grid(int64_t outer, int64_t planes, int64_t rows) {
+  const int64_t x = cuda_items::row_blocks(rows);
+  TORCH_CHECK(x <= std::numeric_limits<int32_t>::max(), "too many rows (", rows, ") for one launch");
+  return dim3(static_cast<unsigned>(x), static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>(planes, 1), kMaxGridY)),
+              static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>(outer, 1), kMaxGridY)));
 }
 
 // Deterministic sum of three values over the block: warp shuffles in a fixed
 // pattern, then one slot per warp in shared memory summed by warp 0 in order.
-// Every thread of the block must call it; thread 0 gets the result.
+// Every thread of the block must call it; thread 0 gets the result. Ends with a
+// barrier so the scratch can be reused by the next call.
 template <typename acc_t>
 __device__ __forceinline__ void block_sum3(acc_t v[3], acc_t* scratch /* [3 * kWarps] */) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+  const int lane = tid % 32, warp = tid / 32;
 #pragma unroll
   for (int a = 0; a < 3; ++a) {
 #pragma unroll
@@ -72,6 +78,7 @@ __device__ __forceinline__ void block_sum3(acc_t v[3], acc_t* scratch /* [3 * kW
       for (int offset = 16; offset > 0; offset /= 2) v[a] += __shfl_down_sync(0xffffffffu, v[a], offset);
     }
   }
+  __syncthreads();
 }
 
 }  // namespace cuda

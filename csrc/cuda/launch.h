@@ -9,6 +9,8 @@
 
 #include <cstdint>
 
+#include "cube_items.h"
+
 namespace cubecrop {
 namespace cuda {
 
@@ -16,15 +18,16 @@ namespace cuda {
 // kUInt8..kUInt64 also stand for any type of that width in copy-only crops.
 enum class DType : int { kHalf, kBFloat16, kFloat, kDouble, kUInt8, kUInt16, kUInt32, kUInt64 };
 
-// Every kernel runs 256 threads per block (8 warps); the block reduction is written for it.
-constexpr int kThreads = 256;
+// Every kernel runs 32 x 8 = 256 threads per block (8 warps); the block reduction is written for it.
+constexpr int kThreads = cuda_items::kLanes * cuda_items::kRowsY;
+static_assert(kThreads == 256, "block_sum3 and __launch_bounds__ assume 256 threads");
 constexpr int kWarps = kThreads / 32;
-// gridDim.y is limited to 65535; the grid-stride loops cover whatever lies past it.
+// gridDim.y and gridDim.z are limited to 65535; the grid-stride loops cover whatever lies past it.
 constexpr int64_t kMaxGridY = 65535;
-// At most this many centre-gradient partials (blockIdx.y chunks) per cube.
-constexpr int64_t kMaxCentreChunks = 1024;
-// Cube geometries the deterministic gather stages in shared memory at a time.
+// The gather stages the cubes of a batch item in shared memory when there are at most
+// this many (else each thread computes them as it goes).
 constexpr int kTile = 32;
+
 
 // One crop problem on an (N, C, T, H, W) input view with any strides.
 struct CropProblem {
@@ -38,12 +41,8 @@ struct CropProblem {
   bool use_int32 = true;  // offsets inside one batch item / cube fit int32 (see cuda_ops.cpp)
 };
 
-// blockIdx.y chunks of the backward window kernel of one cube = centre partials per cube.
-inline int64_t centre_chunks(const CropProblem& p) {
-  const int64_t items = p.channels * (p.size[0] + 1) * (p.size[1] + 1) * (p.size[2] + 1);
-  const int64_t chunks = (items + kThreads - 1) / kThreads;
-  return chunks < 1 ? 1 : (chunks > kMaxCentreChunks ? kMaxCentreChunks : chunks);
-}
+// Blocks of the backward window kernel per cube (planes x row blocks) = centre partials per cube.
+inline int64_t centre_chunks(const CropProblem& p) { return cuda_items::window_blocks_per_cube(p.channels, p.size); }
 
 // out: contiguous (N, K, C, Dt, Dh, Dw). centers: contiguous (N, K, 3) in the accumulation
 // type (double for kDouble, else float).
@@ -52,7 +51,7 @@ void launch_crop_forward(DType scalar, const CropProblem& p, const void* video, 
 
 // The fused backward over each cube's window. grad_video_accum: zeroed contiguous
 // (N, C, T, H, W) buffer of float (kHalf/kBFloat16/kFloat) or double (kDouble) that
-// receives atomicAdds, or null. centre_partials: (N*K, centre_chunks(p), 3) scratch of the
+// receives atomicAdds, or null (centre gradient only). centre_partials: (N*K, centre_chunks(p), 3) scratch of the
 // accumulation type, and grad_centers: (N, K, 3) output of that type; both null or both set.
 void launch_crop_backward_window(DType scalar, const CropProblem& p, const void* grad_out, const void* video,
                                  const void* centers, void* grad_video_accum, void* centre_partials,

@@ -1,17 +1,21 @@
-// Runs the CUDA kernels' item functions (csrc/cuda/cube_items.h) on the host,
-// with the same per-cube setup and item decomposition as the kernels, so the
-// CPU-only CI can check their index math against the float64 reference
-// (tests/test_cuda_emulation.py). Deliberately free of torch/CUDA headers: it
-// is built with a plain C++ compiler in about a second and called via ctypes.
+// Runs the CUDA kernels' per-thread bodies (csrc/cuda/cube_items.h) on the host,
+// with the kernels' own per-cube setup and block/thread loops (blockIdx.z/y/x,
+// threadIdx.y/x of the 32 x 8 mapping), so the CPU-only CI can check their index
+// math against the float64 reference (tests/test_cuda_emulation.py). Deliberately
+// free of torch/CUDA headers: it is built with a plain C++ compiler in about a
+// second and called via ctypes.
 //
 // What is emulated and what is not:
-//   - emulated: geometry per cube, packet (vectorised) decisions from the real
-//     data pointers and strides, every item of every cube, the window gather
-//     of the atomic path (atomics become plain adds), the deterministic
-//     per-voxel gather with its kTile tiling, the centre-gradient slope, the
-//     int crop's copy (by element width) and fused-convert kernels;
+//   - emulated: geometry per cube, the row path (interior + packets, interior,
+//     general) and packet decisions from the real data pointers and strides, every
+//     thread of every block, the window kernel of the fused backward (atomics
+//     become plain adds), the deterministic gather with its shared-memory staging
+//     rule (all-interior loop or not), the centre-gradient slope, the int crop's
+//     copy (by element width) and fused-convert kernels;
 //   - not emulated: thread scheduling, shared memory, the block reduction
-//     (a fixed-order tree of the same per-item contributions).
+//     (a fixed-order tree of the same per-thread contributions).
+// Each entry point reports which paths ran (path counters), so the tests can
+// check that each input takes the path it was written for.
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -20,11 +24,14 @@
 
 namespace {
 
+using cubecrop::acc_type;
 using cubecrop::cuda_items::CubeGeometry;
 using cubecrop::cuda_items::CubeShape;
+using cubecrop::cuda_items::CubeTerms;
+using cubecrop::cuda_items::RowPath;
 namespace items = cubecrop::cuda_items;
 
-constexpr int kTile = 32;  // as crop_backward_gather_kernel
+constexpr int kTile = 32;  // as launch.h
 
 template <typename index_t>
 CubeShape<index_t> shape_of(const int64_t* sizes5, const int64_t* strides5, const int64_t* size3, int64_t mode) {
@@ -39,68 +46,106 @@ CubeShape<index_t> shape_of(const int64_t* sizes5, const int64_t* strides5, cons
   return s;
 }
 
+// Calls body(bx, ty, tx) for every thread of the blockIdx.x range covering `rows`.
+template <typename F>
+void for_each_thread(int64_t rows, const F& body) {
+  for (int64_t bx = 0; bx < items::row_blocks(rows); ++bx)
+    for (int ty = 0; ty < items::kRowsY; ++ty)
+      for (int tx = 0; tx < items::kLanes; ++tx) body(bx, ty, tx);
+}
+
+// paths[3]: cubes per RowPath.
 template <typename scalar_t, typename index_t>
-int64_t forward(const scalar_t* video, const int64_t* sizes, const int64_t* strides, const scalar_t* centers,
-                int64_t k, const int64_t* size, int64_t mode, scalar_t* out) {
+void forward(const scalar_t* video, const int64_t* sizes, const int64_t* strides, const scalar_t* centers, int64_t k,
+             const int64_t* size, int64_t mode, scalar_t* out, int64_t* paths) {
+  using acc_t = acc_type<scalar_t>;
   constexpr int VEC = items::vector_width(sizeof(scalar_t));
   const auto s = shape_of<index_t>(sizes, strides, size, mode);
   const bool strides_ok = items::strides_allow_packets(video, sizeof(scalar_t), VEC, strides[0], s);
   const int64_t cube_numel = sizes[1] * size[0] * size[1] * size[2];
-  int64_t packet_cubes = 0;
-  for (int64_t cube = 0; cube < sizes[0] * k; ++cube) {
+  for (int64_t cube = 0; cube < sizes[0] * k; ++cube) {  // crop_forward_kernel's blockIdx.z
     const auto g = items::cube_geometry(centers + cube * 3, s);
+    acc_t w[4];
+    cubecrop::tap_weights<acc_t>(g.frac[0], g.frac[1], w);
     const bool packets = items::row_loads_vectorised<VEC, index_t>(strides_ok, g.start[2], s.size[2], s.extent[2], 1);
-    packet_cubes += packets;
-    const int64_t count = items::forward_items_per_cube<VEC>(s);
-    for (int64_t item = 0; item < count; ++item)
-      items::crop_forward_item<VEC, scalar_t, scalar_t, index_t>(video + (cube / k) * strides[0], s, g, packets,
-                                                                 static_cast<index_t>(item), out + cube * cube_numel);
+    const RowPath path = items::row_path(g, packets);
+    ++paths[static_cast<int>(path)];
+    for (int64_t plane = 0; plane < sizes[1] * size[0]; ++plane) {  // blockIdx.y
+      const index_t c = static_cast<index_t>(plane / size[0]);
+      const index_t dt = static_cast<index_t>(plane - c * size[0]);
+      for_each_thread(size[1], [&](int64_t bx, int ty, int tx) {
+        items::forward_thread<VEC, scalar_t, acc_t, index_t>(video + (cube / k) * strides[0], s, g, w, path, c, dt,
+                                                             static_cast<index_t>(bx), ty, tx, out + cube * cube_numel);
+      });
+    }
   }
-  return packet_cubes;
 }
 
 // grad_video: contiguous (N, C, T, H, W), overwritten. grad_centers: (N, K, 3), overwritten.
+// paths[0..1]: window-kernel cubes interior / general; paths[2..3]: gather batch items
+// that took the all-interior loop / the general one.
 template <typename scalar_t, typename index_t>
 void backward(const scalar_t* grad_out, const scalar_t* video, const int64_t* sizes, const int64_t* strides,
-              const scalar_t* centers, int64_t k, const int64_t* size, int64_t mode, int deterministic,
-              scalar_t* grad_video, scalar_t* grad_centers) {
-  using acc_t = scalar_t;
+              const scalar_t* centers, int64_t k, const int64_t* size, int64_t mode, int gather, scalar_t* grad_video,
+              scalar_t* grad_centers, int64_t* paths) {
+  using acc_t = acc_type<scalar_t>;
   const auto s = shape_of<index_t>(sizes, strides, size, mode);
-  const int64_t n = sizes[0];
-  const int64_t cube_numel = sizes[1] * size[0] * size[1] * size[2];
-  const int64_t voxels = sizes[1] * sizes[2] * sizes[3] * sizes[4];
+  const int64_t n = sizes[0], channels = sizes[1];
+  const int64_t cube_numel = channels * size[0] * size[1] * size[2];
+  const int64_t voxels = channels * sizes[2] * sizes[3] * sizes[4];
   std::vector<acc_t> accumulator(static_cast<size_t>(n * voxels), acc_t(0));
   for (int64_t cube = 0; cube < n * k; ++cube) {  // crop_backward_window_kernel + centre_grad_finalize_kernel
     const auto g = items::cube_geometry(centers + cube * 3, s);
+    const auto cw = items::cube_weights(g);
+    ++paths[g.interior ? 0 : 1];
     acc_t centre[3] = {0, 0, 0};
-    const int64_t count = items::window_items_per_cube(s);
-    for (int64_t item = 0; item < count; ++item) {
-      index_t offset;
-      acc_t value;
-      if (items::crop_backward_window_item<scalar_t, acc_t, index_t>(grad_out + cube * cube_numel,
-                                                                     video + (cube / k) * strides[0], s, g, true,
-                                                                     static_cast<index_t>(item), &offset, &value,
-                                                                     centre))
-        accumulator[static_cast<size_t>((cube / k) * voxels + offset)] += value;
+    acc_t* grad_n = accumulator.data() + (cube / k) * voxels;
+    for (int64_t plane = 0; plane < channels * (size[0] + 1); ++plane) {
+      const index_t c = static_cast<index_t>(plane / (size[0] + 1));
+      const index_t jt = static_cast<index_t>(plane - c * (size[0] + 1));
+      for_each_thread(size[1] + 1, [&](int64_t bx, int ty, int tx) {
+        items::window_thread<true, true, scalar_t, acc_t, index_t>(
+            grad_out + cube * cube_numel, video + (cube / k) * strides[0], s, g, cw, c, jt, static_cast<index_t>(bx),
+            ty, tx, centre, [&](index_t offset, acc_t value) { grad_n[offset] += value; });
+      });
     }
-    for (int a = 0; a < 3; ++a) grad_centers[cube * 3 + a] = centre[a] * g.slope[a];
+    for (int a = 0; a < 3; ++a) grad_centers[cube * 3 + a] = static_cast<scalar_t>(centre[a] * g.slope[a]);
   }
-  if (!deterministic) {
+  if (!gather) {
     for (int64_t i = 0; i < n * voxels; ++i) grad_video[i] = static_cast<scalar_t>(accumulator[static_cast<size_t>(i)]);
     return;
   }
-  CubeGeometry<acc_t, index_t> tile[kTile];  // crop_backward_gather_kernel
-  for (int64_t b = 0; b < n; ++b) {
-    for (int64_t item = 0; item < voxels; ++item) {
-      acc_t acc = 0;
-      for (int64_t k0 = 0; k0 < k; k0 += kTile) {
-        const int count = static_cast<int>(k - k0 < kTile ? k - k0 : kTile);
-        for (int i = 0; i < count; ++i) tile[i] = items::cube_geometry(centers + (b * k + k0 + i) * 3, s);
-        acc = items::gather_video_grad<scalar_t, acc_t, index_t>(grad_out + (b * k + k0) * cube_numel,
-                                                                 static_cast<index_t>(cube_numel), tile, count, s,
-                                                                 static_cast<index_t>(item), acc);
+  std::vector<CubeTerms<acc_t, index_t>> tile(static_cast<size_t>(k < kTile ? k : kTile));
+  for (int64_t b = 0; b < n; ++b) {  // crop_backward_gather_kernel's blockIdx.z
+    const scalar_t* centers_n = centers + b * k * 3;
+    const bool staged = k <= kTile;
+    bool interior = false;
+    if (staged) {
+      interior = true;
+      for (int64_t i = 0; i < k; ++i) {
+        tile[static_cast<size_t>(i)] = items::cube_terms(centers_n + i * 3, s);
+        interior = interior && tile[static_cast<size_t>(i)].g.interior;
       }
-      grad_video[b * voxels + item] = static_cast<scalar_t>(acc);
+    }
+    ++paths[interior ? 2 : 3];
+    const auto terms = [&](index_t i) {
+      return staged ? tile[static_cast<size_t>(i)] : items::cube_terms(centers_n + int64_t{i} * 3, s);
+    };
+    for (int64_t plane = 0; plane < channels * sizes[2]; ++plane) {
+      const index_t c = static_cast<index_t>(plane / sizes[2]);
+      const index_t vt = static_cast<index_t>(plane - c * sizes[2]);
+      for_each_thread(sizes[3], [&](int64_t bx, int ty, int tx) {
+        const scalar_t* grad_n = grad_out + b * k * cube_numel;
+        scalar_t* out_n = grad_video + b * voxels;
+        if (interior)
+          items::gather_thread<true, scalar_t, scalar_t, acc_t, index_t>(
+              grad_n, static_cast<index_t>(cube_numel), static_cast<index_t>(k), terms, s, c, vt,
+              static_cast<index_t>(bx), ty, tx, out_n);
+        else
+          items::gather_thread<false, scalar_t, scalar_t, acc_t, index_t>(
+              grad_n, static_cast<index_t>(cube_numel), static_cast<index_t>(k), terms, s, c, vt,
+              static_cast<index_t>(bx), ty, tx, out_n);
+      });
     }
   }
 }
@@ -109,20 +154,33 @@ template <typename in_t, typename out_t, typename index_t>
 int64_t crop_int(const in_t* video, const int64_t* sizes, const int64_t* strides, const double* centers, int64_t k,
                  const int64_t* size, const float* mean, const float* std, out_t* out) {
   constexpr int VEC = items::vector_width(sizeof(in_t) > sizeof(out_t) ? sizeof(in_t) : sizeof(out_t));
-  using acc_t = float;
+  using acc_t = acc_type<out_t>;
   const auto s = shape_of<index_t>(sizes, strides, size, cubecrop::kZeros);
   const bool strides_ok = items::strides_allow_packets(video, sizeof(in_t), VEC, strides[0], s);
   const int64_t cube_numel = sizes[1] * size[0] * size[1] * size[2];
+  const bool normalised = mean != nullptr || std != nullptr;
   int64_t packet_cubes = 0;
-  for (int64_t cube = 0; cube < sizes[0] * k; ++cube) {
+  for (int64_t cube = 0; cube < sizes[0] * k; ++cube) {  // crop_int_kernel's blockIdx.z
     index_t start[3];
     items::int_cube_starts(centers + cube * 3, s, start);
     const bool packets = items::row_loads_vectorised<VEC, index_t>(strides_ok, start[2], s.size[2], s.extent[2], 0);
     packet_cubes += packets;
-    const int64_t count = items::forward_items_per_cube<VEC>(s);
-    for (int64_t item = 0; item < count; ++item)
-      items::crop_int_item<VEC, in_t, out_t, acc_t, index_t>(video + (cube / k) * strides[0], s, start, packets, mean,
-                                                             std, static_cast<index_t>(item), out + cube * cube_numel);
+    for (int64_t plane = 0; plane < sizes[1] * size[0]; ++plane) {
+      const index_t c = static_cast<index_t>(plane / size[0]);
+      const index_t dt = static_cast<index_t>(plane - c * size[0]);
+      const acc_t m = mean != nullptr ? static_cast<acc_t>(mean[c]) : acc_t(0);
+      const acc_t sd = std != nullptr ? static_cast<acc_t>(std[c]) : acc_t(1);
+      for_each_thread(size[1], [&](int64_t bx, int ty, int tx) {
+        const in_t* video_n = video + (cube / k) * strides[0];
+        out_t* out_cube = out + cube * cube_numel;
+        if (packets)
+          items::int_thread<VEC, true, in_t, out_t, acc_t, index_t>(video_n, s, start, m, sd, normalised, c, dt,
+                                                                    static_cast<index_t>(bx), ty, tx, out_cube);
+        else
+          items::int_thread<VEC, false, in_t, out_t, acc_t, index_t>(video_n, s, start, m, sd, normalised, c, dt,
+                                                                     static_cast<index_t>(bx), ty, tx, out_cube);
+      });
+    }
   }
   return packet_cubes;
 }
@@ -131,37 +189,40 @@ int64_t crop_int(const in_t* video, const int64_t* sizes, const int64_t* strides
 
 extern "C" {
 
-// Each returns the number of cubes whose rows took the packet (vectorised) path.
+// paths[3] (added to): cubes that took the interior + packets, interior and general rows.
 #define CUBECROP_EMU_FORWARD(NAME, T)                                                                        \
-  int64_t NAME(const T* video, const int64_t* sizes, const int64_t* strides, const T* centers, int64_t k,   \
-               const int64_t* size, int64_t mode, int use_int32, T* out) {                                  \
-    return use_int32 ? forward<T, int32_t>(video, sizes, strides, centers, k, size, mode, out)              \
-                     : forward<T, int64_t>(video, sizes, strides, centers, k, size, mode, out);             \
+  void NAME(const T* video, const int64_t* sizes, const int64_t* strides, const T* centers, int64_t k,      \
+            const int64_t* size, int64_t mode, int use_int32, T* out, int64_t* paths) {                     \
+    if (use_int32)                                                                                          \
+      forward<T, int32_t>(video, sizes, strides, centers, k, size, mode, out, paths);                       \
+    else                                                                                                    \
+      forward<T, int64_t>(video, sizes, strides, centers, k, size, mode, out, paths);                       \
   }
 CUBECROP_EMU_FORWARD(emu_crop_forward_f32, float)
 CUBECROP_EMU_FORWARD(emu_crop_forward_f64, double)
 
-#define CUBECROP_EMU_BACKWARD(NAME, T)                                                                           \
+// paths[4] (added to): window cubes interior / general, gather batch items all-interior / general.
+#define CUBECROP_EMU_BACKWARD(NAME, T)                                                                          \
   void NAME(const T* grad_out, const T* video, const int64_t* sizes, const int64_t* strides, const T* centers, \
-            int64_t k, const int64_t* size, int64_t mode, int deterministic, int use_int32, T* grad_video,     \
-            T* grad_centers) {                                                                                 \
-    if (use_int32)                                                                                             \
-      backward<T, int32_t>(grad_out, video, sizes, strides, centers, k, size, mode, deterministic, grad_video, \
-                           grad_centers);                                                                      \
-    else                                                                                                       \
-      backward<T, int64_t>(grad_out, video, sizes, strides, centers, k, size, mode, deterministic, grad_video, \
-                           grad_centers);                                                                      \
+            int64_t k, const int64_t* size, int64_t mode, int gather, int use_int32, T* grad_video,           \
+            T* grad_centers, int64_t* paths) {                                                                \
+    if (use_int32)                                                                                            \
+      backward<T, int32_t>(grad_out, video, sizes, strides, centers, k, size, mode, gather, grad_video,       \
+                           grad_centers, paths);                                                              \
+    else                                                                                                      \
+      backward<T, int64_t>(grad_out, video, sizes, strides, centers, k, size, mode, gather, grad_video,       \
+                           grad_centers, paths);                                                              \
   }
 CUBECROP_EMU_BACKWARD(emu_crop_backward_f32, float)
 CUBECROP_EMU_BACKWARD(emu_crop_backward_f64, double)
 
-// The fused uint8 -> float32 convert kernel (mean/std may be null).
+// The fused uint8 -> float32 convert kernel (mean/std may be null); returns the packet cubes.
 int64_t emu_crop_int_u8_f32(const uint8_t* video, const int64_t* sizes, const int64_t* strides, const double* centers,
                             int64_t k, const int64_t* size, const float* mean, const float* std, float* out) {
   return crop_int<uint8_t, float, int32_t>(video, sizes, strides, centers, k, size, mean, std, out);
 }
 
-// The copy kernel for 1-, 2-, 4- and 8-byte elements.
+// The copy kernel for 1-, 2-, 4- and 8-byte elements; returns the packet cubes.
 int64_t emu_crop_int_copy(const void* video, int64_t element_bytes, const int64_t* sizes, const int64_t* strides,
                           const double* centers, int64_t k, const int64_t* size, int use_int32, void* out) {
 #define CUBECROP_EMU_COPY(T)                                                                                       \
