@@ -119,7 +119,7 @@ def test_is_available_on_cpu_follows_triton_interpret(monkeypatch):
 
 
 def test_cuda_availability_matches_the_machine():
-    assert triton_backend.is_available("cuda") == (torch.cuda.is_available() and triton_backend._gpu_driver_active())
+    assert triton_backend.is_available("cuda") == (torch.cuda.is_available() and triton_backend.gpu_driver_active())
     if not torch.cuda.is_available():
         assert not triton_backend.is_available("cuda")
 
