@@ -1,4 +1,4 @@
-"""The native ops are registered as DESIGN.md and csrc/ops.cpp say: schemas, a kernel per
+"""The native ops are registered as csrc/ops.cpp and docs/design.md say: schemas, a kernel per
 dispatch key, fake kernels, autograd; and a CI build with nvcc really has CUDA kernels."""
 import os
 import shutil
