@@ -10,7 +10,7 @@ CUDA_HOME ?= $(firstword $(wildcard /usr/local/cuda /usr/local/cuda-13.0))
 export CUDA_HOME
 PYTEST_ARGS ?=
 
-.PHONY: setup build test demo bench gpu-check clean
+.PHONY: setup build test test-compat demo bench gpu-check clean
 
 setup: build
 
@@ -34,8 +34,33 @@ bench: build
 demo: build
 	$(PY) -m adafocus demo --output-dir outputs/demo
 
-# On a GPU machine (no internet): build in place with the CUDA kernels, run the GPU
-# tests and the kernel benchmark; results land in benchmarks/results/gpu_check_*.
+# The op tests on torch 2.11 (the GPU machine's torch, with its triton 3.6), in a venv
+# of their own. The extension is built for that torch in a copy of the working tree's
+# files that git tracks or would (build/compat-src), so the main venv's in-place build
+# is left alone; the copy keeps its build between runs. CPU kernels only: the CUDA
+# sources are compiled by `make test` (CI) and built for the GPU by `make gpu-check`.
+COMPAT_VENV := .venv-compat
+COMPAT_PY := $(abspath $(COMPAT_VENV))/bin/python
+COMPAT_STAMP := $(COMPAT_VENV)/.requirements-stamp
+COMPAT_SRC := build/compat-src
+COMPAT_TESTS := tests/test_ops_*.py tests/test_triton_ops.py tests/test_cpu_kernel_smoke.py \
+	tests/test_cuda_emulation.py tests/test_trace_safety.py
+
+$(COMPAT_STAMP): requirements-compat.txt
+	test -x $(COMPAT_PY) || $(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_PY) -m pip install -q -r requirements-compat.txt
+	touch $(COMPAT_STAMP)
+
+test-compat: $(COMPAT_STAMP)
+	mkdir -p $(COMPAT_SRC)
+	git ls-files -z --cached --others --exclude-standard \
+		| tar -c --null --files-from=- --ignore-failed-read -f - 2>/dev/null | tar -x -f - -C $(COMPAT_SRC)
+	cd $(COMPAT_SRC) && env -u FORCE_CUDA $(COMPAT_PY) setup.py -q build_ext --inplace
+	cd $(COMPAT_SRC) && CUBECROP_CPU_ONLY_BUILD=1 $(COMPAT_PY) -m pytest -q -rs -p no:cacheprovider $(PYTEST_ARGS) $(COMPAT_TESTS)
+
+# On a GPU machine (no internet): builds in place with the CUDA kernels for this GPU,
+# runs the GPU tests and the kernel benchmark (docs/gpu_check.md). Results go to $$OUT
+# when it is set, else to benchmarks/results.
 gpu-check:
 	bash scripts/gpu_check.sh
 

@@ -31,6 +31,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import cubecrop  # noqa: E402
+from adafocus.utils.files import atomic_write  # noqa: E402
 from benchmarks import workloads as wl  # noqa: E402
 
 
@@ -266,8 +267,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--clock", default="wall", choices=("wall", "thread"),
                         help="wall: wall time with all threads; thread: CPU time of one thread (sets 1 thread; "
                         "use it on a loaded machine)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="torch.use_deterministic_algorithms(True, warn_only=True): our video gradients take "
+                        "their gather path; grid_sample's backward only warns")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -304,6 +310,7 @@ def main(argv=None) -> dict:
         "repeats": repeats,
         "clock": args.clock,
         "quick": args.quick,
+        "deterministic": args.deterministic,
         "copy_bandwidth_GBs": bandwidth,
         "results": results.rows,
     }
@@ -314,8 +321,7 @@ def main(argv=None) -> dict:
     print("# x grid_sample: grid_sample time / this time (higher is better); x floor: this time / slice time")
     print(results.table())
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
+        with atomic_write(args.out) as f:
             json.dump(report, f, indent=2)
         print(f"# wrote {args.out}")
     return report

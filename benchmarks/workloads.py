@@ -4,7 +4,7 @@ Importable by tests (`from benchmarks.workloads import ...`) so the benchmark's
 inputs and its grid_sample / slice baselines are checked to compute the same
 crop as cubecrop.
 
-Workloads (DESIGN.md section 4):
+Workloads:
   tsm         N=8 videos, C=3, T=16, 224x224; K=2 cubes of 12x128x128
   long_video  N=8, C=3, T=16, 224x224; K=16 cubes of 1x128x128
   feature     deep-feature trick: M=16 enlarged crops' features (C=2048,

@@ -17,5 +17,12 @@ def has_kernel(op_name: str, dispatch_key: str) -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key(f"cubecrop::{op_name}", dispatch_key)
 
 
+# Asked once, right after _C registered its kernels: the dispatcher query is opaque
+# to dynamo, and backend resolution runs inside compiled graphs, where a plain
+# module-level bool is a constant.
+_CUDA_KERNELS_BUILT = has_kernel("crop_cubes", "CUDA")
+
+
 def cuda_kernels_built() -> bool:
-    return has_kernel("crop_cubes", "CUDA")
+    """Whether the extension was built with its CUDA kernels (fixed for the process)."""
+    return _CUDA_KERNELS_BUILT

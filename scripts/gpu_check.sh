@@ -1,111 +1,236 @@
 #!/usr/bin/env bash
-# GPU check, for a machine with a GPU, torch, triton, nvcc, ninja and pytest (works offline):
-#   1. builds the extension in place with the CUDA kernels (for this GPU's arch only),
-#   2. runs the GPU tests (CUDA kernels, the op tests on every backend, Triton),
-#   3. runs the kernel benchmark on CUDA, twice: default (atomic video gradient) and
-#      deterministic (torch.use_deterministic_algorithms(True, warn_only=True)),
-#   4. writes benchmarks/results/gpu_check_<gpu>.{json,md} with the GPU name, the build
-#      time, the test counts and the benchmark tables, next to the raw logs.
-# Usage: scripts/gpu_check.sh            (PYTHON=... to pick the interpreter,
-#        TORCH_CUDA_ARCH_LIST=... to build other arches, SKIP_BUILD=1 to reuse a build)
+# GPU check (docs/gpu_check.md): one command for a machine with a GPU, torch, triton,
+# nvcc, ninja and pytest, offline. Phases, each under its own `timeout`:
+#   1. build: removes any old cubecrop/_C*.so, builds the extension in place with the
+#      CUDA kernels for this GPU's arch only, then asserts the CUDA kernels are
+#      registered (a CPU-only build would otherwise "pass" with every CUDA test skipped);
+#   2. tests: only the GPU tests (CUDA kernels, the op tests on the cuda and triton
+#      backends, the Triton package); the CPU suites run in CI;
+#   3. bench: the kernel benchmark on CUDA (atomic video gradient);
+#   4. bench_deterministic: the TSM workload in deterministic mode, fewer repeats;
+#   5. summary: gpu_check_<gpu>.{json,md}.
+# Everything is written into $OUT when it is set (on a lent GPU machine only $OUT comes
+# back), else into benchmarks/results. The default limits add up to under 8 minutes.
+#
+# GPU_CHECK_DRY_RUN=1 runs it where there is no GPU (CI tests the script this way):
+# builds the CPU extension into build/gpu_check_dry (the in-place build is left alone),
+# collects the GPU test selection (--collect-only), skips the GPU phases and writes the
+# summary.
+#
+# Knobs: PYTHON (interpreter), TORCH_CUDA_ARCH_LIST (default: this GPU's), SKIP_BUILD=1,
+# GPU_CHECK_TIMEOUT_{BUILD,TESTS,BENCH,DET} (seconds), MAX_JOBS (default: all cores).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 
+DRY_RUN=${GPU_CHECK_DRY_RUN:-0}
+OUT=${OUT:-benchmarks/results}
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd) || { echo "gpu_check: cannot create OUT=$OUT" >&2; exit 2; }
 if [[ -z "${PYTHON:-}" ]]; then
-  if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+  if [[ -x .venv/bin/python ]]; then PYTHON=$ROOT/.venv/bin/python; else PYTHON=python3; fi
 fi
-export CUDA_HOME="${CUDA_HOME:-$(dirname "$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")")}"
-OUT=benchmarks/results
-mkdir -p "$OUT"
+# The dry run builds on CI's CPUs (2 cores): minutes, not the GPU machine's seconds.
+if [[ $DRY_RUN == 1 ]]; then T_BUILD=${GPU_CHECK_TIMEOUT_BUILD:-900}; else T_BUILD=${GPU_CHECK_TIMEOUT_BUILD:-210}; fi
+T_TESTS=${GPU_CHECK_TIMEOUT_TESTS:-150}
+T_BENCH=${GPU_CHECK_TIMEOUT_BENCH:-75}
+T_DET=${GPU_CHECK_TIMEOUT_DET:-30}
+export MAX_JOBS=${MAX_JOBS:-$(nproc)}
+if [[ -z "${CUDA_HOME:-}" ]]; then
+  # The toolkit's root (headers beside bin/nvcc): /usr/local/cuda where it exists, since an
+  # nvcc on PATH may be a copy outside the toolkit (as /usr/local/bin/nvcc can be).
+  if [[ -x /usr/local/cuda/bin/nvcc ]]; then
+    CUDA_HOME=/usr/local/cuda
+  else
+    nvcc_path=$(readlink -f "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")
+    CUDA_HOME=$(dirname "$(dirname "$nvcc_path")")
+  fi
+fi
+export CUDA_HOME
+PHASES="$OUT/gpu_check_phases.tsv"
+: >"$PHASES"
+START=$(date +%s)
 
-gpu_info=$("$PYTHON" - <<'EOF'
+# phase NAME LIMIT LOG CMD...: runs CMD under `timeout LIMIT`, output to LOG; records
+# "name rc seconds status" (status ok / failed / timeout) in $PHASES; returns CMD's rc.
+phase() {
+  local name=$1 limit=$2 log=$3 start rc status
+  shift 3
+  start=$(date +%s)
+  timeout --kill-after=10 "$limit" "$@" >"$log" 2>&1
+  rc=$?
+  status=ok
+  if [[ $rc -eq 124 || $rc -eq 137 ]]; then status=timeout; elif [[ $rc -ne 0 ]]; then status=failed; fi
+  printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$(( $(date +%s) - start ))" "$status" >>"$PHASES"
+  echo "# $name: $status (rc $rc) in $(( $(date +%s) - start ))s, log $log"
+  if [[ $status != ok ]]; then tail -25 "$log"; fi
+  return $rc
+}
+skip() { printf '%s\t\t0\tskipped (%s)\n' "$1" "$2" >>"$PHASES"; echo "# $1: skipped ($2)"; }
+
+# --- the machine ---------------------------------------------------------------------
+if [[ $DRY_RUN == 1 ]]; then
+  gpu_name="dry run (no GPU)"
+  arch=none
+else
+  gpu_info=$("$PYTHON" - <<'EOF'
 import torch
 if not torch.cuda.is_available():
-    raise SystemExit("no CUDA device visible to torch: gpu_check needs a GPU")
+    raise SystemExit("no CUDA device visible to torch: gpu_check needs a GPU (GPU_CHECK_DRY_RUN=1 tests the script without one)")
 major, minor = torch.cuda.get_device_capability()
 print(f"{major}.{minor}")
 print(torch.cuda.get_device_name())
 EOF
-) || { echo "$gpu_info"; exit 1; }
-arch=$(sed -n 1p <<<"$gpu_info")
-gpu_name=$(sed -n 2p <<<"$gpu_info")
-tag=$(tr -c 'A-Za-z0-9\n' '_' <<<"$gpu_name" | tr -s '_' | sed 's/_$//')
-echo "# GPU: $gpu_name (sm_${arch/./}), CUDA_HOME=$CUDA_HOME, python=$PYTHON"
+  ) || { echo "$gpu_info"; exit 1; }
+  arch=$(sed -n 1p <<<"$gpu_info")
+  gpu_name=$(sed -n 2p <<<"$gpu_info")
+  # nvidia-smi, where present, has the final word on the arch torch builds for.
+  smi_arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' ')
+  [[ -n "$smi_arch" ]] && arch=$smi_arch
+fi
+tag=$(tr -c 'A-Za-z0-9\n' '_' <<<"$gpu_name" | tr -s '_' | sed 's/^_//; s/_$//')
+echo "# GPU: $gpu_name (arch $arch), python $PYTHON, CUDA_HOME=$CUDA_HOME, OUT=$OUT, dry run: $DRY_RUN"
 
-build_s=null
-build_rc=0
-if [[ "${SKIP_BUILD:-0}" != "1" ]]; then
-  export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-$arch}"
-  start=$(date +%s)
-  FORCE_CUDA=1 "$PYTHON" setup.py build_ext --inplace >"$OUT/gpu_build_$tag.log" 2>&1
-  build_rc=$?
-  build_s=$(( $(date +%s) - start ))
-  echo "# build: rc=$build_rc in ${build_s}s (TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST), log $OUT/gpu_build_$tag.log"
+# --- 1. build --------------------------------------------------------------------------
+build_ok=1
+if [[ "${SKIP_BUILD:-0}" == 1 ]]; then
+  skip build "SKIP_BUILD=1"
+elif [[ $DRY_RUN == 1 ]]; then
+  # CPU only, out of place: the working tree's extension (CI's CUDA build) stays as it is.
+  phase build "$T_BUILD" "$OUT/gpu_build_$tag.log" env -u FORCE_CUDA "$PYTHON" setup.py build_ext \
+    --build-lib build/gpu_check_dry/lib --build-temp build/gpu_check_dry/temp || build_ok=0
+  if [[ $build_ok == 1 ]] && ! compgen -G "build/gpu_check_dry/lib/cubecrop/_C*.so" >/dev/null; then
+    echo "gpu_check: the dry-run build produced no build/gpu_check_dry/lib/cubecrop/_C*.so" >&2
+    build_ok=0
+  fi
+else
+  rm -f cubecrop/_C*.so
+  export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$arch}
+  phase build "$T_BUILD" "$OUT/gpu_build_$tag.log" env FORCE_CUDA=1 "$PYTHON" setup.py build_ext --inplace \
+    --build-temp build/gpu_check_temp || build_ok=0
   grep -E "warning|error" "$OUT/gpu_build_$tag.log" | grep -E "csrc/" | head -20
-  if [[ $build_rc -ne 0 ]]; then tail -40 "$OUT/gpu_build_$tag.log"; exit $build_rc; fi
+fi
+if [[ $DRY_RUN != 1 && $build_ok == 1 ]]; then
+  phase kernels_registered 60 "$OUT/gpu_kernels_registered_$tag.log" "$PYTHON" - "$ROOT" <<'EOF' || build_ok=0
+import os, sys
+import cubecrop, cubecrop._C
+so = os.path.realpath(cubecrop._C.__file__)
+print(f"cubecrop._C: {so}")
+if not so.startswith(os.path.realpath(sys.argv[1]) + os.sep):
+    raise SystemExit(f"cubecrop._C was loaded from {so}, not from this checkout")
+missing = [op for op in ("crop_cubes", "crop_cubes_backward", "crop_cubes_int")
+           if not cubecrop._extension.has_kernel(op, "CUDA")]
+if missing:
+    raise SystemExit(f"the build registered no CUDA kernel for {missing}: every CUDA test would be skipped")
+print("CUDA kernels registered for crop_cubes, crop_cubes_backward, crop_cubes_int")
+EOF
 fi
 
-tests=(tests/test_cuda_ops.py tests/test_cuda_emulation.py)
-for f in tests/test_ops_*.py tests/test_triton_*.py; do [[ -e $f ]] && tests+=("$f"); done
-"$PYTHON" -m pytest -q -rs -p no:cacheprovider --junitxml="$OUT/gpu_tests_$tag.xml" "${tests[@]}" \
-  2>&1 | tee "$OUT/gpu_tests_$tag.log"
-tests_rc=${PIPESTATUS[0]}
+# --- 2. tests ---------------------------------------------------------------------------
+# GPU tests only: the op tests on the cuda and triton backends (conftest.py's override),
+# the CUDA kernel tests, the Triton package, trace safety on the real driver. Every new
+# cube shape is a Triton autotune key: one config each keeps the phase in its limit.
+tests=(tests/test_cuda_ops.py tests/test_trace_safety.py tests/test_triton_ops.py)
+for f in tests/test_ops_*.py; do
+  [[ $f == tests/test_ops_reference.py ]] && continue  # the float64 reference alone, on CPU
+  tests+=("$f")
+done
+test_env=(env CUBECROP_TEST_BACKENDS=cuda:cuda,cuda:triton CUBECROP_TRITON_ONE_CONFIG=1)
+pytest_args=(-q -rs -p no:cacheprovider)
+if [[ $DRY_RUN == 1 ]]; then
+  phase tests "$T_TESTS" "$OUT/gpu_tests_$tag.log" "${test_env[@]}" "$PYTHON" -m pytest "${pytest_args[@]}" \
+    --collect-only "${tests[@]}"
+elif [[ $build_ok == 1 ]]; then
+  phase tests "$T_TESTS" "$OUT/gpu_tests_$tag.log" "${test_env[@]}" "$PYTHON" -m pytest "${pytest_args[@]}" \
+    --junitxml="$OUT/gpu_tests_$tag.xml" "${tests[@]}"
+else
+  skip tests "the build failed"
+fi
 
-"$PYTHON" benchmarks/bench_ops.py --device cuda --out "$OUT/bench_ops_cuda_$tag.json" \
-  2>&1 | tee "$OUT/bench_ops_cuda_$tag.log"
-bench_rc=${PIPESTATUS[0]}
-"$PYTHON" - "$OUT/bench_ops_cuda_deterministic_$tag.json" <<'EOF' 2>&1 | tee "$OUT/bench_ops_cuda_deterministic_$tag.log"
-import runpy, sys, torch
-torch.use_deterministic_algorithms(True, warn_only=True)  # our kernels take the gather path; grid_sample warns
-sys.argv = ["bench_ops.py", "--device", "cuda", "--out", sys.argv[1]]
-runpy.run_path("benchmarks/bench_ops.py", run_name="__main__")
-EOF
-det_rc=${PIPESTATUS[0]}
+# --- 3, 4. benchmarks -------------------------------------------------------------------
+if [[ $DRY_RUN == 1 ]]; then
+  skip bench "dry run"
+  skip bench_deterministic "dry run"
+elif [[ $build_ok == 1 ]]; then
+  phase bench "$T_BENCH" "$OUT/bench_ops_cuda_$tag.log" "$PYTHON" benchmarks/bench_ops.py --device cuda \
+    --out "$OUT/bench_ops_cuda_$tag.json"
+  phase bench_deterministic "$T_DET" "$OUT/bench_ops_cuda_deterministic_$tag.log" "$PYTHON" benchmarks/bench_ops.py \
+    --device cuda --deterministic --workloads tsm --repeats 10 --out "$OUT/bench_ops_cuda_deterministic_$tag.json"
+else
+  skip bench "the build failed"
+  skip bench_deterministic "the build failed"
+fi
 
-"$PYTHON" - "$OUT" "$tag" "$gpu_name" "$arch" "$build_s" "$build_rc" "$tests_rc" "$bench_rc" "$det_rc" <<'EOF'
-import json, os, sys, xml.etree.ElementTree as ET
-import torch
-out, tag, gpu, arch, build_s, build_rc, tests_rc, bench_rc, det_rc = sys.argv[1:]
-summary = {
-    "gpu": gpu, "compute_capability": arch, "torch": torch.__version__, "cuda": torch.version.cuda,
-    "build_seconds": None if build_s == "null" else int(build_s), "build_rc": int(build_rc),
-    "tests_rc": int(tests_rc), "bench_rc": int(bench_rc), "bench_deterministic_rc": int(det_rc),
-}
+# --- 5. summary -------------------------------------------------------------------------
+"$PYTHON" - "$OUT" "$tag" "$gpu_name" "$arch" "$DRY_RUN" "$(( $(date +%s) - START ))" "${tests[@]}" <<'EOF'
+import json, os, re, sys, xml.etree.ElementTree as ET
+
+sys.path.insert(0, os.getcwd())
+from adafocus.utils.files import atomic_write
+
+out, tag, gpu, arch, dry_run, seconds, *tests = sys.argv[1:]
+phases = {}
+with open(os.path.join(out, "gpu_check_phases.tsv")) as f:
+    for line in f:
+        name, rc, took, status = line.rstrip("\n").split("\t")
+        phases[name] = {"status": status, "rc": int(rc) if rc else None, "seconds": int(took)}
+try:
+    import torch
+    versions = {"torch": torch.__version__, "cuda": torch.version.cuda}
+except Exception as error:  # the summary is still written
+    versions = {"torch": f"not importable: {error}", "cuda": None}
+summary = {"gpu": gpu, "compute_capability": arch, "dry_run": dry_run == "1", **versions,
+           "seconds": int(seconds), "phases": phases, "test_files": tests}
+log = os.path.join(out, f"gpu_tests_{tag}.log")
+if dry_run == "1" and os.path.exists(log):
+    found = re.search(r"(\d+) tests? collected", open(log).read())
+    summary["tests_selected"] = int(found.group(1)) if found else 0
 junit = os.path.join(out, f"gpu_tests_{tag}.xml")
 if os.path.exists(junit):
     suites = ET.parse(junit).getroot()
     suite = suites if suites.tag == "testsuite" else suites.find("testsuite")
     summary["tests"] = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
     summary["tests"]["seconds"] = float(suite.get("time", 0))
-lines = [f"# GPU check: {gpu} (sm_{arch.replace('.', '')}), torch {torch.__version__}, CUDA {torch.version.cuda}", ""]
-lines.append(f"- build: rc {build_rc}, {build_s} s")
+
+lines = [f"# GPU check: {gpu} (compute capability {arch}), torch {versions['torch']}, CUDA {versions['cuda']}", ""]
+if dry_run == "1":
+    lines += ["Dry run (GPU_CHECK_DRY_RUN=1): CPU build, test selection only, no GPU phase.", ""]
+lines += ["| phase | status | seconds |", "|---|---|---|"]
+lines += [f"| {name} | {p['status']} | {p['seconds']} |" for name, p in phases.items()]
+lines += ["", f"Total: {seconds} s."]
+if "tests_selected" in summary:
+    lines.append(f"Tests selected: {summary['tests_selected']} ({', '.join(tests)}).")
 if "tests" in summary:
     t = summary["tests"]
-    lines.append(f"- tests: {t['tests']} run, {t['failures']} failed, {t['errors']} errors, {t['skipped']} skipped "
-                 f"in {t['seconds']:.0f} s (rc {tests_rc})")
+    lines.append(f"Tests: {t['tests']} run, {t['failures']} failed, {t['errors']} errors, {t['skipped']} skipped "
+                 f"in {t['seconds']:.0f} s.")
 for label, name in (("default (atomic video gradient)", f"bench_ops_cuda_{tag}.json"),
-                    ("deterministic mode", f"bench_ops_cuda_deterministic_{tag}.json")):
+                    ("deterministic mode, TSM", f"bench_ops_cuda_deterministic_{tag}.json")):
     path = os.path.join(out, name)
     if not os.path.exists(path):
-        lines += ["", f"## Benchmark, {label}: missing ({name})"]
         continue
     report = json.load(open(path))
-    summary[name] = report.get("results")
     rows = report.get("results") or []
+    summary[name] = {"copy_bandwidth_GBs": report.get("copy_bandwidth_GBs"), "results": rows}
     lines += ["", f"## Benchmark, {label}", ""]
-    if rows and isinstance(rows[0], dict):
+    if report.get("copy_bandwidth_GBs"):
+        lines += [f"Copy bandwidth (clone): {report['copy_bandwidth_GBs']:.0f} GB/s.", ""]
+    if rows:
         keys = list(rows[0].keys())
         lines.append("| " + " | ".join(keys) + " |")
         lines.append("|" + "---|" * len(keys))
         for row in rows:
             cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in (row.get(k) for k in keys)]
             lines.append("| " + " | ".join(cells) + " |")
-with open(os.path.join(out, f"gpu_check_{tag}.json"), "w") as f:
+with atomic_write(os.path.join(out, f"gpu_check_{tag}.json")) as f:
     json.dump(summary, f, indent=2)
-with open(os.path.join(out, f"gpu_check_{tag}.md"), "w") as f:
+with atomic_write(os.path.join(out, f"gpu_check_{tag}.md")) as f:
     f.write("\n".join(lines) + "\n")
-print("\n".join(lines[:6]))
+print("\n".join(lines))
 print(f"# wrote {out}/gpu_check_{tag}.json and .md")
 EOF
+summary_rc=$?
 
-[[ $tests_rc -eq 0 && $bench_rc -eq 0 ]]
+# Fails when any phase that ran did not pass (skipped phases of a dry run do not count).
+if grep -qE $'\t(failed|timeout)$' "$PHASES" || [[ $summary_rc -ne 0 ]]; then exit 1; fi
+if [[ $DRY_RUN != 1 ]] && ! grep -qE $'^tests\t0\t' "$PHASES"; then exit 1; fi
+exit 0

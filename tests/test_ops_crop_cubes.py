@@ -1,11 +1,9 @@
 """crop_cubes on every backend against the float64 reference: values, gradients, gradcheck,
-opcheck, torch.compile, FLOP counting, determinism, layouts, and property tests."""
+opcheck, torch.compile, FLOP counting, determinism, layouts (property tests: test_ops_properties.py)."""
 import functools
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
 import cubecrop
@@ -331,50 +329,6 @@ def test_deterministic_guard_restores_flags():
     with deterministic_guard(True, warn_only=True):
         assert torch.are_deterministic_algorithms_enabled()
     assert (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) == before
-
-
-# --- property tests -------------------------------------------------------------------
-
-
-@st.composite
-def crop_cases(draw):
-    extents = [draw(st.integers(1, 7)) for _ in range(3)]
-    size = [draw(st.integers(1, 5)) for _ in range(3)]
-    return dict(
-        shape=(draw(st.integers(1, 2)), draw(st.integers(1, 3)), *extents),
-        k=draw(st.integers(1, 4)),
-        size=size,
-        placement=[draw(st.sampled_from(PLACEMENTS)) for _ in range(3)],
-        layout=draw(st.sampled_from(LAYOUTS)),
-        padding_mode=draw(st.sampled_from(PADDING_MODES)),
-        dtype=draw(st.sampled_from([torch.float64, torch.float64, torch.float32])),
-        overlap=draw(st.booleans()),
-        seed=draw(st.integers(0, 2**31 - 1)),
-    )
-
-
-def test_property_matches_reference(backend):
-    @settings(max_examples=backend.examples(60), deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow])
-    @given(case=crop_cases())
-    def check(case):
-        gen = torch.Generator().manual_seed(case["seed"])
-        (shape, k), size = backend.budget(case["shape"], case["k"]), case["size"]
-        video = make_video(shape, case["dtype"], backend.device, case["layout"], gen)
-        if case["overlap"]:
-            centers = overlapping_centers(shape[0], k, shape[2:], size, case["dtype"], backend.device, gen)
-        else:
-            centers = make_centers(shape[0], k, shape[2:], size, case["placement"], case["dtype"], backend.device, gen)
-        # Nudge float32 starts off integers: float32 and float64 may round c - D/2 to
-        # different sides of one, where the centre gradient jumps.
-        if case["dtype"] == torch.float32:
-            sizes = torch.tensor(size, dtype=torch.float64, device=backend.device)
-            starts = centers.double() - sizes / 2
-            near = (starts - starts.round()).abs() < 1e-3
-            centers = torch.where(near, centers + 2e-3, centers)
-        check_against_reference(backend, video, centers, size, case["padding_mode"], seed=case["seed"])
-
-    check()
 
 
 # The tolerances table covers every floating dtype the ops accept.

@@ -4,8 +4,6 @@ import math
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
 import cubecrop
@@ -195,32 +193,3 @@ def test_flop_counter(backend):
     with FlopCounterMode(display=False) as counter:
         cubecrop.crop_cubes_int(video, centers, size, backend=backend.name)
     assert counter.get_total_flops() == 0  # a copy
-
-
-@st.composite
-def int_cases(draw):
-    extents = [draw(st.integers(1, 8)) for _ in range(3)]
-    return dict(
-        shape=(draw(st.integers(1, 2)), draw(st.integers(1, 3)), *extents),
-        size=[draw(st.integers(1, e)) for e in extents],
-        k=draw(st.integers(1, 4)),
-        dtype=draw(st.sampled_from([torch.uint8, torch.int32, torch.float16, torch.float32, torch.float64])),
-        layout=draw(st.sampled_from(LAYOUTS)),
-        channels_last=draw(st.booleans()),
-        seed=draw(st.integers(0, 2**31 - 1)),
-    )
-
-
-def test_property_equals_slicing(backend):
-    @settings(max_examples=backend.examples(50), deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow])
-    @given(case=int_cases())
-    def check(case):
-        (shape, k), size = backend.budget(case["shape"], case["k"]), case["size"]
-        video = _video(backend, shape, case["dtype"], case["layout"], case["seed"])
-        centers = _centers(backend, shape[0], k, shape[2:], size, case["seed"])
-        source = video.permute(0, 2, 3, 4, 1) if case["channels_last"] else video  # a strided view either way
-        out = cubecrop.crop_cubes_int(source, centers, size, channels_last=case["channels_last"], backend=backend.name)
-        torch.testing.assert_close(out.cpu(), sliced_cubes(video, centers, size), rtol=0, atol=0)
-
-    check()

@@ -12,6 +12,7 @@ cases are sized to a few dozen programs each while still spanning several row
 and column tiles (the interpreted copy uses TILE=256, BLOCK_W <= 16).
 """
 import os
+import re
 import types
 
 import torch
@@ -119,7 +120,7 @@ def test_is_available_on_cpu_follows_triton_interpret(monkeypatch):
 
 
 def test_cuda_availability_matches_the_machine():
-    assert triton_backend.is_available("cuda") == (torch.cuda.is_available() and triton_backend._gpu_driver_active())
+    assert triton_backend.is_available("cuda") == (torch.cuda.is_available() and triton_backend.gpu_driver_active())
     if not torch.cuda.is_available():
         assert not triton_backend.is_available("cuda")
 
@@ -141,7 +142,8 @@ def test_both_kernel_copies_load_without_touching_the_environment():
     assert type(compiled.crop_forward_kernel.fn).__name__ == "JITFunction"
     # Multi-config autotuning needs a GPU: the interpreted copy has exactly one config.
     assert len(interpreted.crop_backward_kernel.configs) == 1
-    assert len(compiled.crop_backward_kernel.configs) > 1
+    assert len(compiled.crop_backward_kernel.configs) == (1 if compiled.ONE_CONFIG else len(compiled.CONFIGS)) > 0
+    assert compiled.ONE_CONFIG or len(compiled.CONFIGS) > 1
     assert os.environ.get("TRITON_INTERPRET") == before
 
 
@@ -180,6 +182,35 @@ def test_compiled_kernels_build_for_a_gpu(name):
         constexprs = {"HAS_MEAN": True, "HAS_STD": True, "COMPUTE_FP64": False, **tile}
     binary = _compile_for_sm90(kernel, pointers, constexprs, num_warps=4)
     assert binary.asm["cubin"], "no cubin produced"
+    if name == "backward":
+        # The video gradient's atomics need no ordering: relaxed, not the default acq_rel
+        # (a fence, a returning atomic and an L1 invalidate each).
+        atomics = set(re.findall(r"\batom\.[\w.]+", binary.asm["ptx"]))
+        assert atomics == {"atom.global.gpu.relaxed.add.f32"}, atomics
+
+
+def test_autotune_keys_name_kernel_arguments():
+    # A key name that is not an argument of the kernel is silently ignored by triton.
+    compiled = load_kernels(False)
+    for kernel, flags in ((compiled.crop_forward_kernel, {"PADDING"}),
+                          (compiled.crop_backward_kernel, {"PADDING", "NEED_VIDEO", "NEED_CENTERS"}),
+                          (compiled.crop_int_kernel, {"HAS_MEAN", "HAS_STD", "COMPUTE_FP64"})):
+        assert set(kernel.keys) >= {"C", "Dt", "Dh", "Dw"} | flags, kernel.keys
+        assert set(kernel.keys) <= set(kernel.arg_names), kernel.keys
+
+
+def test_one_config_knob(monkeypatch):
+    import sys
+
+    name = "cubecrop.triton._kernels_compiled"
+    load_kernels(False)
+    monkeypatch.setitem(sys.modules, name, sys.modules[name])  # restored after the fresh load below
+    monkeypatch.setenv("CUBECROP_TRITON_ONE_CONFIG", "1")
+    single = load_kernels.__wrapped__(False)
+    assert single.ONE_CONFIG and not single.INTERPRETED
+    for kernel in (single.crop_forward_kernel, single.crop_backward_kernel, single.crop_int_kernel):
+        assert len(kernel.configs) == 1
+    assert single.MIN_TILE == single.CONFIGS[0].kwargs["TILE"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the GPU op family is registered only with a GPU")
@@ -264,8 +295,8 @@ def test_empty_inputs(device):
 def test_autotuned_backward_resets_its_accumulators():
     # On a GPU the backward kernel is autotuned: every config is benchmarked on the
     # real buffers before the real run. Replays that here with two tile sizes and a
-    # scripted do_bench that picks the larger tile (the interpreter has no timer):
-    # without the reset list the video gradient would count every benchmark run,
+    # scripted benchmarker that picks the larger tile (the interpreter has no timer):
+    # without the final reset the video gradient would count every benchmark run,
     # and the centre gradient would keep the small-tile run's extra partials.
     if not triton_backend.is_available("cpu"):
         pytest.skip("Triton cannot run on cpu here (set TRITON_INTERPRET=1)")
@@ -273,11 +304,19 @@ def test_autotuned_backward_resets_its_accumulators():
 
     interpreted = load_kernels(True)
     timings = iter([2.0, 1.0])  # config order: TILE=64, then TILE=256 (chosen)
-    tuned = triton.autotune(
+    timed = []  # per benchmark run: the reset list and |grad video| as the timed call starts
+
+    def benchmarker(kernel_call, quantiles):
+        for _ in range(2):
+            timed.append((list(tuned.reset_to_zero), float(tuned.nargs["grad_video_ptr"].abs().sum())))
+            kernel_call()
+        return next(timings)
+
+    tuned = interpreted.autotune(
         configs=[triton.Config({"TILE": 64}), triton.Config({"TILE": 256})],
-        key=interpreted.AUTOTUNE_KEY,
+        key=interpreted.BACKWARD_KEY,
         reset_to_zero=interpreted.BACKWARD_RESET_TO_ZERO,
-        do_bench=lambda kernel_call, quantiles: (kernel_call(), next(timings))[1],
+        benchmarker=benchmarker,
     )(interpreted.crop_backward_kernel.fn)
     kernels = types.SimpleNamespace(**{**vars(interpreted), "crop_backward_kernel": tuned, "MIN_TILE": 64})
     video, centers, size = crop_case(
@@ -286,6 +325,12 @@ def test_autotuned_backward_resets_its_accumulators():
     grad_out = torch.randn(1, 2, 2, *size, dtype=torch.float64)
     got = _launch.crop_backward(kernels, lambda kernel: kernel, grad_out, video, centers, size, 0, True, True)
     assert tuned.best_config.kwargs["TILE"] == 256
+    # The timed runs zero nothing (no memset of the whole video gradient is timed):
+    # the gradient only grows from run to run; the list is back for the final reset.
+    assert [resets for resets, _ in timed] == [[]] * 4
+    sums = [total for _, total in timed]
+    assert sums[0] == 0 and all(b > a for a, b in zip(sums, sums[1:])), sums
+    assert tuned.reset_to_zero == interpreted.BACKWARD_RESET_TO_ZERO
     _, want_video, want_centers = reference_crop(video, centers, size, "zeros", grad_out)
     assert_matches(got[0], want_video, TOLERANCES[torch.float64], "grad video after autotuning")
     assert want_centers.abs().min() > 0, "degenerate case: every centre gradient component must be non-zero"

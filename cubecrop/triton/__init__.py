@@ -25,7 +25,9 @@ from cubecrop.triton import _ops
 __all__ = ["is_available", "crop_cubes", "crop_cubes_int"]
 
 
-def _gpu_driver_active() -> bool:
+def _probe_gpu_driver() -> bool:
+    if not torch.cuda.is_available():
+        return False
     try:
         from triton.runtime import driver
 
@@ -35,11 +37,26 @@ def _gpu_driver_active() -> bool:
     return True
 
 
+# None until first asked; then fixed for the process (a driver does not come and go).
+_GPU_DRIVER_ACTIVE: Optional[bool] = None
+
+
+# Dynamo cannot trace triton's driver query. Cached, and called for real (not traced)
+# when the first call comes from inside a compiled function: the answer is a constant.
+@torch.compiler.assume_constant_result
+def gpu_driver_active() -> bool:
+    """Whether torch sees a GPU and triton has an active driver for it (asked once)."""
+    global _GPU_DRIVER_ACTIVE
+    if _GPU_DRIVER_ACTIVE is None:
+        _GPU_DRIVER_ACTIVE = _probe_gpu_driver()
+    return _GPU_DRIVER_ACTIVE
+
+
 def is_available(device) -> bool:
     """CUDA tensors when triton has a GPU driver; CPU tensors only under TRITON_INTERPRET=1."""
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.is_available() and _gpu_driver_active()
+        return gpu_driver_active()
     if device.type == "cpu":
         return os.environ.get("TRITON_INTERPRET") == "1"
     return False

@@ -1,6 +1,6 @@
 """Triton kernels of the cube-crop ops (the math of csrc/cubecrop_math.h, in Triton).
 
-Coordinate contract (DESIGN.md section 1), per axis (t, y, x) in tensor order:
+Coordinate contract (docs/design.md, "Coordinate convention"), per axis (t, y, x) in tensor order:
 output voxel i of a cube of size D centred at c reads position s_i = c - D/2 + i,
     f = floor(c - D/2), a = (c - D/2) - f, out[i] = (1 - a) * V[f + i] + a * V[f + i + 1]
 and d out[i] / d c = V[f + i + 1] - V[f + i]. Every voxel of a cube shares (f, a).
@@ -16,7 +16,12 @@ triton's interpreter switched on (kernels for CPU tensors) and once normally
 (compiled kernels for GPU tensors). `INTERPRETED` says which copy this is; the
 launch parameters differ: a single configuration under the interpreter, where
 multi-config autotuning needs a GPU, and small tiles so tests cover tile edges.
+CUBECROP_TRITON_ONE_CONFIG=1 (read when the kernels are loaded) gives the
+compiled copy one configuration too: no autotuning, for test runs where every
+new cube shape would otherwise benchmark each configuration.
 """
+import os
+
 import triton
 import triton.language as tl
 
@@ -26,9 +31,13 @@ INTERPRETED = bool(triton.knobs.runtime.interpret)
 # caps lower so modest test cubes already span several column tiles.
 MAX_BLOCK_W = 16 if INTERPRETED else 128
 
+ONE_CONFIG = os.environ.get("CUBECROP_TRITON_ONE_CONFIG") == "1"
+
 if INTERPRETED:
     # One config: the autotuner then never benchmarks (benchmarking needs a GPU driver).
     CONFIGS = [triton.Config({"TILE": 256}, num_warps=1)]
+elif ONE_CONFIG:
+    CONFIGS = [triton.Config({"TILE": 1024}, num_warps=4)]
 else:
     # 4 or 8 tile elements per thread. Measured with ptxas for sm_90 (fp32, BLOCK_W=128):
     # the backward kernel needs ~95 registers at 4 elements per thread, ~250 at 8, and
@@ -41,14 +50,55 @@ else:
 # Rows per tile are TILE // BLOCK_W, so the smallest TILE bounds the number of
 # row tiles; the centre-gradient partials buffer is sized with it.
 MIN_TILE = min(config.kwargs["TILE"] for config in CONFIGS)
-# Tile sizes depend on the extents of the cube, not on the video.
-AUTOTUNE_KEY = ["C", "Dt", "Dh", "Dw"]
-# Buffers the backward kernel does not overwrite whole, so the autotuner must
-# zero them before each benchmark run and before the real run: the video
-# gradient accumulates (benchmark runs would add up), and a config with larger
-# tiles writes fewer partials slots (slots of a smaller-tile benchmark run
-# would otherwise stay in the sum).
+# The best tile depends on the extents of the cube (not on the video) and on the
+# compile-time branches, which change the work per element: padding mode, which
+# gradients are computed, the normalisation. (The autotuner adds the tensors' dtypes.)
+_CUBE_KEY = ["C", "Dt", "Dh", "Dw"]
+FORWARD_KEY = _CUBE_KEY + ["PADDING"]
+BACKWARD_KEY = _CUBE_KEY + ["PADDING", "NEED_VIDEO", "NEED_CENTERS"]
+INT_KEY = _CUBE_KEY + ["HAS_MEAN", "HAS_STD", "COMPUTE_FP64"]
+# Buffers the backward kernel does not overwrite whole: the video gradient
+# accumulates (benchmark runs would add up), and a config with larger tiles writes
+# fewer partials slots (slots of a smaller-tile benchmark run would otherwise stay
+# in the sum). The host zeroes them before the launch; after benchmarking, the
+# autotuner zeroes them again (see UntimedResets).
 BACKWARD_RESET_TO_ZERO = ["grad_video_ptr", "partials_ptr"]
+
+
+class UntimedResets:
+    """The benchmarker of an autotuner with reset_to_zero: no reset inside the timed runs.
+
+    triton's autotuner zeroes the reset_to_zero buffers inside every timed call,
+    which for the backward is a memset of the whole video gradient, often longer
+    than the kernel. Benchmark runs only need the time, not the sums, so here the
+    list is emptied while they run; the autotuner's reset after benchmarking
+    (before the real launch) sees the full list again and zeroes the buffers once.
+    (torch.compile's inductor tunes these kernels itself and reads the full list.)"""
+
+    def __init__(self, benchmarker=None):
+        self.tuner = None  # the Autotuner, set by autotune()
+        self.benchmarker = benchmarker  # None: triton's, for the active driver
+
+    def __call__(self, kernel_call, quantiles):
+        bench = self.benchmarker or triton.runtime.driver.active.get_benchmarker()
+        kept = self.tuner.reset_to_zero
+        self.tuner.reset_to_zero = []
+        try:
+            return bench(kernel_call, quantiles=quantiles)
+        finally:
+            self.tuner.reset_to_zero = kept
+
+
+def autotune(configs, key, reset_to_zero=None, benchmarker=None):
+    """triton.autotune, with UntimedResets as the benchmarker when buffers need resets."""
+    def decorate(fn):
+        bench = UntimedResets(benchmarker) if reset_to_zero else None
+        tuner = triton.autotune(configs=configs, key=key, reset_to_zero=reset_to_zero, do_bench=bench)(fn)
+        if bench is not None:
+            bench.tuner = tuner
+        return tuner
+
+    return decorate
 
 
 @triton.jit
@@ -181,7 +231,7 @@ def _load_taps(video_ptr, n, c, sv_n, sv_c, sv_t, sv_h, sv_w,
     return v000, v001, v010, v011, v100, v101, v110, v111
 
 
-@triton.autotune(configs=CONFIGS, key=AUTOTUNE_KEY)
+@autotune(configs=CONFIGS, key=FORWARD_KEY)
 @triton.jit
 def crop_forward_kernel(
     video_ptr, centers_ptr, out_ptr,
@@ -197,7 +247,7 @@ def crop_forward_kernel(
         tl.program_id(0), C, Dt, Dh, Dw, BLOCK_R, BLOCK_W)
     n = cube // K
     k = cube % K
-    center = centers_ptr + n.to(tl.int64) * sc_n + k * sc_k
+    center = centers_ptr + n.to(tl.int64) * sc_n + k.to(tl.int64) * sc_k
     st, at = _axis_taps(tl.load(center), Dt, T)
     sy, ay = _axis_taps(tl.load(center + sc_a), Dh, H)
     sx, ax = _axis_taps(tl.load(center + 2 * sc_a), Dw, W)
@@ -211,11 +261,11 @@ def crop_forward_kernel(
     hi = _lerp(_lerp(v100, v101, ax), _lerp(v110, v111, ax), ay)
     value = _lerp(lo, hi, at)
 
-    out = out_ptr + cube.to(tl.int64) * (C * Dt * Dh * Dw) + (r.to(tl.int64) * Dw)[:, None] + col[None, :]
+    out = out_ptr + cube.to(tl.int64) * C * Dt * Dh * Dw + (r.to(tl.int64) * Dw)[:, None] + col[None, :]
     tl.store(out, value.to(out_ptr.dtype.element_ty), mask=in_tile)
 
 
-@triton.autotune(configs=CONFIGS, key=AUTOTUNE_KEY, reset_to_zero=BACKWARD_RESET_TO_ZERO)
+@autotune(configs=CONFIGS, key=BACKWARD_KEY, reset_to_zero=BACKWARD_RESET_TO_ZERO)
 @triton.jit
 def crop_backward_kernel(
     grad_out_ptr, video_ptr, centers_ptr, grad_video_ptr, partials_ptr,
@@ -242,7 +292,7 @@ def crop_backward_kernel(
         tl.program_id(0), C, Dt, Dh, Dw, BLOCK_R, BLOCK_W)
     n = cube // K
     k = cube % K
-    center = centers_ptr + n.to(tl.int64) * sc_n + k * sc_k
+    center = centers_ptr + n.to(tl.int64) * sc_n + k.to(tl.int64) * sc_k
     st, at = _axis_taps(tl.load(center), Dt, T)
     sy, ay = _axis_taps(tl.load(center + sc_a), Dh, H)
     sx, ax = _axis_taps(tl.load(center + 2 * sc_a), Dw, W)
@@ -251,10 +301,13 @@ def crop_backward_kernel(
     t0, t1, y0, y1, x0, x1, in_tile, m00, m01, m10, m11, c0, c1 = _tile_taps(
         st, sy, sx, i, j, col, row_ok, col_ok, T, H, W, PADDING)
 
-    g_rows = (n.to(tl.int64) * sg_n + k * sg_k + c.to(tl.int64) * sg_c + i * sg_t + j * sg_h)[:, None]
-    g = tl.load(grad_out_ptr + g_rows + (col * sg_w)[None, :], mask=in_tile, other=0).to(acc_ty)
+    g_rows = (n.to(tl.int64) * sg_n + k.to(tl.int64) * sg_k + c.to(tl.int64) * sg_c
+              + i.to(tl.int64) * sg_t + j.to(tl.int64) * sg_h)[:, None]
+    g = tl.load(grad_out_ptr + g_rows + (col.to(tl.int64) * sg_w)[None, :], mask=in_tile, other=0).to(acc_ty)
 
     if NEED_VIDEO:
+        # Relaxed atomics: the sums need atomicity only, no ordering with other memory
+        # (the default acq_rel adds a fence and a cache invalidation to each).
         base = grad_video_ptr + n.to(tl.int64) * sgv_n + c.to(tl.int64) * sgv_c
         wt0 = 1 - at
         wy0 = 1 - ay
@@ -262,17 +315,17 @@ def crop_backward_kernel(
         col0 = (x0 * sgv_w)[None, :]
         col1 = (x1 * sgv_w)[None, :]
         row = (base + t0 * sgv_t + y0 * sgv_h)[:, None]
-        tl.atomic_add(row + col0, g * (wt0 * wy0 * wx0), mask=m00 & c0)
-        tl.atomic_add(row + col1, g * (wt0 * wy0 * ax), mask=m00 & c1)
+        tl.atomic_add(row + col0, g * (wt0 * wy0 * wx0), mask=m00 & c0, sem="relaxed")
+        tl.atomic_add(row + col1, g * (wt0 * wy0 * ax), mask=m00 & c1, sem="relaxed")
         row = (base + t0 * sgv_t + y1 * sgv_h)[:, None]
-        tl.atomic_add(row + col0, g * (wt0 * ay * wx0), mask=m01 & c0)
-        tl.atomic_add(row + col1, g * (wt0 * ay * ax), mask=m01 & c1)
+        tl.atomic_add(row + col0, g * (wt0 * ay * wx0), mask=m01 & c0, sem="relaxed")
+        tl.atomic_add(row + col1, g * (wt0 * ay * ax), mask=m01 & c1, sem="relaxed")
         row = (base + t1 * sgv_t + y0 * sgv_h)[:, None]
-        tl.atomic_add(row + col0, g * (at * wy0 * wx0), mask=m10 & c0)
-        tl.atomic_add(row + col1, g * (at * wy0 * ax), mask=m10 & c1)
+        tl.atomic_add(row + col0, g * (at * wy0 * wx0), mask=m10 & c0, sem="relaxed")
+        tl.atomic_add(row + col1, g * (at * wy0 * ax), mask=m10 & c1, sem="relaxed")
         row = (base + t1 * sgv_t + y1 * sgv_h)[:, None]
-        tl.atomic_add(row + col0, g * (at * ay * wx0), mask=m11 & c0)
-        tl.atomic_add(row + col1, g * (at * ay * ax), mask=m11 & c1)
+        tl.atomic_add(row + col0, g * (at * ay * wx0), mask=m11 & c0, sem="relaxed")
+        tl.atomic_add(row + col1, g * (at * ay * ax), mask=m11 & c1, sem="relaxed")
 
     if NEED_CENTERS:
         v000, v001, v010, v011, v100, v101, v110, v111 = _load_taps(
@@ -294,7 +347,7 @@ def crop_backward_kernel(
         tl.store(slot + 2, _tile_sum(g * d_x) * _axis_grad_scale(tl.load(center + 2 * sc_a), Dw, W))
 
 
-@triton.autotune(configs=CONFIGS, key=AUTOTUNE_KEY)
+@autotune(configs=CONFIGS, key=INT_KEY)
 @triton.jit
 def crop_int_kernel(
     video_ptr, centers_ptr, mean_ptr, std_ptr, out_ptr,
@@ -314,7 +367,7 @@ def crop_int_kernel(
         tl.program_id(0), C, Dt, Dh, Dw, BLOCK_R, BLOCK_W)
     n = cube // K
     k = cube % K
-    center = centers_ptr + n.to(tl.int64) * sc_n + k * sc_k
+    center = centers_ptr + n.to(tl.int64) * sc_n + k.to(tl.int64) * sc_k
     st = _int_start(tl.load(center), Dt, T)
     sy = _int_start(tl.load(center + sc_a), Dh, H)
     sx = _int_start(tl.load(center + 2 * sc_a), Dw, W)
@@ -330,5 +383,5 @@ def crop_int_kernel(
             value = value - tl.load(mean_ptr + c, mask=row_ok, other=0).to(value.dtype)[:, None]
         if HAS_STD:
             value = value / tl.load(std_ptr + c, mask=row_ok, other=1).to(value.dtype)[:, None]
-    out = out_ptr + cube.to(tl.int64) * (C * Dt * Dh * Dw) + (r.to(tl.int64) * Dw)[:, None] + col[None, :]
+    out = out_ptr + cube.to(tl.int64) * C * Dt * Dh * Dw + (r.to(tl.int64) * Dw)[:, None] + col[None, :]
     tl.store(out, value.to(out_ptr.dtype.element_ty), mask=in_tile)

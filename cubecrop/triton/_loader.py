@@ -15,7 +15,6 @@ import pathlib
 import sys
 from types import ModuleType
 
-import torch
 import triton
 
 _SOURCE = pathlib.Path(__file__).with_name("_kernels.py")
@@ -33,7 +32,3 @@ def load_kernels(interpreted: bool) -> ModuleType:
     sys.modules[name] = module
     return module
 
-
-def kernels_for(device: torch.device) -> ModuleType:
-    """CPU tensors run the interpreted copy; GPU tensors the compiled one."""
-    return load_kernels(interpreted=torch.device(device).type == "cpu")
