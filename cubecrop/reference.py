@@ -2,7 +2,9 @@
 
 Coordinate convention (docs/design.md, "Coordinate convention"), per axis in tensor order (T, H, W):
 output voxel i of a cube of size D centred at c reads position c - D/2 + i, i.e.
-    out[i] = (1 - a) * V[f + i] + a * V[f + i + 1],  f = floor(c - D/2), a = c - D/2 - f.
+    out[i] = (1 - a) * V[f + i] + a * V[f + i + 1],  f = floor(c - D/2), a = c - D/2 - f,
+except that a cube ending exactly at the upper edge (c - D/2 = E - D, an integer >= 1)
+takes f = E - D - 1, a = 1 (same values; its derivative then reads inside the input).
 
 Each axis is written as a small interpolation matrix A (D x E) with two
 non-zeros per row, and the crop is the contraction of the video with the three
@@ -27,6 +29,11 @@ def _axis_interpolation_matrix(center: torch.Tensor, size: int, extent: int, pad
     # anyway, and the clamp keeps the integer cast finite.
     start = start.clamp(-(size + 2), extent + 1)
     floor = torch.floor(start)
+    # A cube that ends exactly at the upper edge (integer start E - D, E > D) takes the
+    # cell below with frac = 1: same values, but the derivative is the one from inside
+    # the input, not from the padding beyond it (docs/ops.md, "Integer starts").
+    at_upper_edge = (floor == start) & (floor + size == extent) & (floor >= 1)
+    floor = torch.where(at_upper_edge, floor - 1, floor)
     frac = (start - floor).unsqueeze(-1)  # gradient flows to the centre through frac
     steps = torch.arange(size, device=center.device)
     lo = floor.long().unsqueeze(-1) + steps  # (..., size)
