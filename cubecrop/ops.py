@@ -80,7 +80,8 @@ def resolve_backend(backend: Optional[str], device: torch.device) -> str:
     return requested
 
 
-# The kernels index a cube axis with 32-bit integers; the schemas take int64.
+# No cube axis this long could be allocated; the bound turns what would be an int64
+# overflow or an opaque schema error ("Expected a value of type 'List[int]'") into a clear one.
 MAX_SIZE = 2**31 - 1
 
 
@@ -92,7 +93,7 @@ def _size_values(size, name: str, axes: str) -> list:
     """The raw entries of `size`: one int (a cube), three ints, or an integer tensor of either."""
     if isinstance(size, torch.Tensor):
         if size.dtype == torch.bool or size.is_floating_point() or size.is_complex():
-            raise TypeError(f"{name} must hold integers, got a {size.dtype} tensor {size.tolist() if not _is_meta(size) else ''}".rstrip())
+            raise TypeError(f"{name} must hold integers, got a {size.dtype} tensor of shape {tuple(size.shape)}")
         if size.dim() > 1:
             raise ValueError(f"{name} must be an int or 3 ints {axes}, got a tensor of shape {tuple(size.shape)}")
         if _is_meta(size):
@@ -221,11 +222,12 @@ def _outside_everywhere(centers: torch.Tensor, size: Sequence[int], extents: Seq
 def _caller_stacklevel() -> int:
     """stacklevel of the first frame outside the cubecrop package, so a warning names the user's line."""
     package = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(1), 1
+
     def inside(path: str) -> bool:
         folder = os.path.dirname(os.path.abspath(path))
         return folder == package or folder.startswith(package + os.sep)
 
+    frame, level = sys._getframe(1), 1
     while frame is not None and inside(frame.f_code.co_filename):
         frame, level = frame.f_back, level + 1
     return level
@@ -295,18 +297,13 @@ def crop_cubes(
     return torch.ops.cubecrop.crop_cubes(video, kernel_centers, size, PADDING_MODES[padding_mode])
 
 
-# Host-given constants (mean/std, strides) as device tensors, per (device, dtype, values):
-# built once, not copied to the device on every call.
-_CONSTANTS_CACHE: dict = {}
-_CONSTANTS_CACHE_LIMIT = 64
-
-
 def host_numbers(value, name: str, expected: str) -> list:
     """Host-given real numbers (one number, a sequence, or a CPU tensor) as a flat list of floats.
 
     Parsed in Python, not through a tensor, so torch.compile traces it as constants.
     bool and str are rejected (TypeError naming `name` and `expected`).
     """
+
     def bad() -> TypeError:
         return TypeError(f"{name} must be {expected}, got {value!r}")
 
@@ -329,6 +326,12 @@ def host_numbers(value, name: str, expected: str) -> list:
             raise bad()
         result.append(float(item))
     return result
+
+
+# Host-given constants (mean/std, strides) as device tensors, per (device, dtype, values):
+# built once, not copied to the device on every call.
+_CONSTANTS_CACHE: dict = {}
+_CONSTANTS_CACHE_LIMIT = 64
 
 
 def host_constant(values: Sequence[float], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -368,9 +371,8 @@ def _statistic(value, name: str, channels: int, device: torch.device) -> Optiona
         if name == "std" and not _is_meta(tensor) and not torch.compiler.is_compiling():
             torch._assert_async((tensor > 0).all(), "std must be > 0 for every channel")
         return tensor
-    if isinstance(value, torch.Tensor) and value.dim() != 1 or isinstance(value, (list, tuple)) and any(
-        isinstance(v, (list, tuple)) for v in value
-    ):
+    nested = isinstance(value, (list, tuple)) and any(isinstance(v, (list, tuple)) for v in value)
+    if (isinstance(value, torch.Tensor) and value.dim() != 1) or nested:
         shape = tuple(value.shape) if isinstance(value, torch.Tensor) else "nested"
         raise ValueError(f"{name} must have one value per channel ({channels}), got shape {shape}: {value!r}")
     values = host_numbers(value, name, f"{channels} numbers (one per channel)")
