@@ -3,7 +3,7 @@
     import cubecrop
     cubes = cubecrop.crop_cubes(video, centers, size=(12, 128, 128))   # (N, K, C, 12, 128, 128)
 
-See DESIGN.md (coordinate convention) and README.md.
+See docs/design.md (coordinate convention), docs/ops.md (the ops' contract) and README.md.
 """
 from cubecrop.geometry import integer_starts, integer_windows
 from cubecrop.feature import EnlargedWindow, crop_enlarged, enlarged_window, feature_offset_crop

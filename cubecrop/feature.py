@@ -1,4 +1,4 @@
-"""The deep-feature offset-gradient trick (DESIGN.md section 2, paper Eq. 5-6).
+"""The deep-feature offset-gradient trick (docs/design.md, "Deep-feature trick"; paper Eq. 5-6).
 
 Training runs the local network on an *enlarged* integer crop (no gradient)
 that starts at pixel `origin` and is one feature cell larger per axis. Its
@@ -13,26 +13,41 @@ differences of semantic features, never of pixels.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Optional, Sequence, Union
 
 import torch
 
 from cubecrop.geometry import integer_starts
-from cubecrop.ops import crop_cubes, crop_cubes_int, normalize_size
+from cubecrop.ops import _is_meta, assert_finite, crop_cubes, crop_cubes_int, host_constant, host_numbers, normalize_size
 
 Number3 = Union[float, Sequence[float], torch.Tensor]
 
 
 def _three_numbers(value: Number3, name: str, device: torch.device) -> torch.Tensor:
-    tensor = torch.as_tensor(value, dtype=torch.float64, device=device).flatten()
-    if tensor.numel() == 1:
-        tensor = tensor.expand(3)
-    if tensor.numel() != 3:
-        raise ValueError(f"{name} must be one number or 3 numbers (t, y, x), got {tensor.numel()}")
-    # A data-dependent check: skipped while tracing, where it would break the graph.
-    if not torch.compiler.is_compiling() and bool((tensor <= 0).any()):
-        raise ValueError(f"{name} must be positive, got {tensor.tolist()}")
-    return tensor
+    """One or three finite numbers > 0 (t, y, x) as a float64 (3,) tensor on `device`."""
+    if isinstance(value, torch.Tensor) and value.device.type != "cpu":
+        if value.device != device:
+            raise ValueError(f"{name} is on {value.device} but the features are on {device}")
+        tensor = value.detach().to(torch.float64).flatten()
+        if tensor.numel() not in (1, 3):
+            raise ValueError(f"{name} must be one number or 3 numbers (t, y, x), got shape {tuple(value.shape)}")
+        # No host sync: checked on the device, asynchronously.
+        assert_finite(tensor, name, "finite and > 0")
+        if not _is_meta(tensor) and not torch.compiler.is_compiling():
+            torch._assert_async((tensor > 0).all(), f"{name} must be finite and > 0")
+        return tensor.expand(3) if tensor.numel() == 1 else tensor
+    if isinstance(value, torch.Tensor) and torch.compiler.is_compiling():
+        # A CPU tensor's values are data while tracing: converted, not checked.
+        tensor = value.detach().to(torch.float64).reshape(-1).to(device)
+        return tensor.expand(3) if tensor.numel() == 1 else tensor
+    values = host_numbers(value, name, "one number or 3 numbers (t, y, x)")
+    if len(values) not in (1, 3):
+        raise ValueError(f"{name} must be one number or 3 numbers (t, y, x), got {len(values)}: {value!r}")
+    values = values * 3 if len(values) == 1 else values
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"{name} must be finite and > 0 on every axis (t, y, x), got {values}")
+    return host_constant(values, torch.float64, device)
 
 
 def feature_offset_crop(
@@ -60,6 +75,10 @@ def feature_offset_crop(
             raise ValueError(f"{name} must have shape (M={m}, 3), got {shape}")
         if value.device != features.device:
             raise ValueError(f"{name} is on {value.device} but features are on {features.device}")
+        if (name == "centers" and not value.is_floating_point()) or value.is_complex() or value.dtype == torch.bool:
+            expected = "floating-point (the gradient flows to it)" if name == "centers" else "real (integer or float)"
+            raise TypeError(f"{name} must be a {expected} tensor, got {value.dtype}")
+        assert_finite(value, name)
     if any(extent < 2 for extent in features.shape[2:]):
         raise ValueError(
             f"features must be one cell larger than the cube on every axis (each >= 2), got {tuple(features.shape[2:])}"
@@ -94,11 +113,16 @@ def enlarged_window(
     """
     cube = normalize_size(cube_size, "cube_size")
     strides = normalize_size(stride, "stride")
-    extents = [int(e) for e in video_size]
-    if len(extents) != 3:
-        raise ValueError(f"video_size must be (T, H, W), got {video_size!r}")
-    if centers.dim() != 2 or centers.shape[1] != 3:
-        raise ValueError(f"centers must have shape (M, 3), got {tuple(centers.shape)}")
+    if isinstance(video_size, (int, torch.SymInt)):
+        raise ValueError(f"video_size must be 3 ints (T, H, W), got the single value {video_size!r}")
+    extents = normalize_size(video_size, "video_size", axes="(T, H, W)")
+    if not isinstance(centers, torch.Tensor) or centers.dim() != 2 or centers.shape[1] != 3:
+        shape = tuple(centers.shape) if isinstance(centers, torch.Tensor) else type(centers).__name__
+        raise ValueError(f"centers must have shape (M, 3) as (t, y, x), got {shape}")
+    if centers.is_complex() or centers.dtype == torch.bool:
+        raise TypeError(f"centers must be real numbers, got {centers.dtype}")
+    # A NaN centre would turn into origin -2**63 when rounded to an integer.
+    assert_finite(centers, "centers")
     for axis, (d, s, e) in enumerate(zip(cube, strides, extents)):
         if d % s:
             raise ValueError(f"cube_size[{axis}]={d} must be a multiple of stride[{axis}]={s}")
@@ -117,10 +141,21 @@ def crop_enlarged(
     video: torch.Tensor, window: EnlargedWindow, *, channels_last: bool = False, mean=None, std=None, backend=None
 ) -> torch.Tensor:
     """Integer crop of the enlarged windows: video (N, ...) with M = N * K windows -> (N, K, C, *window.size)."""
+    if not isinstance(window, EnlargedWindow):
+        raise TypeError(f"window must be an EnlargedWindow (from enlarged_window), got {type(window).__name__}")
+    if not isinstance(video, torch.Tensor) or video.dim() != 5:
+        shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
+        raise ValueError(f"video must be a 5-D tensor, got {shape}")
     n = video.shape[0]
+    m = window.centers.shape[0]
+    if (n == 0) != (m == 0) or (n and m % n):
+        raise ValueError(
+            f"window holds M={m} windows, which is not K windows for each of the video's N={n} clips: "
+            "build the window from this batch's centres (M = N * K)"
+        )
     return crop_cubes_int(
         video,
-        window.centers.view(n, -1, 3),
+        window.centers.view(n, m // n if n else 0, 3),
         window.size,
         channels_last=channels_last,
         mean=mean,

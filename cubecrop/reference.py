@@ -1,8 +1,10 @@
 """Pure-PyTorch reference of the cube-crop ops: the oracle every kernel is tested against.
 
-Coordinate convention (DESIGN.md section 1), per axis in tensor order (T, H, W):
+Coordinate convention (docs/design.md, "Coordinate convention"), per axis in tensor order (T, H, W):
 output voxel i of a cube of size D centred at c reads position c - D/2 + i, i.e.
-    out[i] = (1 - a) * V[f + i] + a * V[f + i + 1],  f = floor(c - D/2), a = c - D/2 - f.
+    out[i] = (1 - a) * V[f + i] + a * V[f + i + 1],  f = floor(c - D/2), a = c - D/2 - f,
+except that a cube ending exactly at the upper edge (c - D/2 = E - D, an integer >= 1)
+takes f = E - D - 1, a = 1 (same values; its derivative then reads inside the input).
 
 Each axis is written as a small interpolation matrix A (D x E) with two
 non-zeros per row, and the crop is the contraction of the video with the three
@@ -27,6 +29,11 @@ def _axis_interpolation_matrix(center: torch.Tensor, size: int, extent: int, pad
     # anyway, and the clamp keeps the integer cast finite.
     start = start.clamp(-(size + 2), extent + 1)
     floor = torch.floor(start)
+    # A cube that ends exactly at the upper edge (integer start E - D, E > D) takes the
+    # cell below with frac = 1: same values, but the derivative is the one from inside
+    # the input, not from the padding beyond it (docs/ops.md, "Integer starts").
+    at_upper_edge = (floor == start) & (floor + size == extent) & (floor >= 1)
+    floor = torch.where(at_upper_edge, floor - 1, floor)
     frac = (start - floor).unsqueeze(-1)  # gradient flows to the centre through frac
     steps = torch.arange(size, device=center.device)
     lo = floor.long().unsqueeze(-1) + steps  # (..., size)
@@ -57,6 +64,12 @@ def crop_cubes(video: torch.Tensor, centers: torch.Tensor, size: Sequence[int], 
     return out.to(video.dtype)
 
 
+def normalisation_dtype(video_dtype: torch.dtype, out_dtype: torch.dtype) -> torch.dtype:
+    """The dtype (x - mean) / std is computed in by every backend: float64 when the video or
+    the output is float64, else float32 (then rounded once to out_dtype)."""
+    return torch.float64 if torch.float64 in (video_dtype, out_dtype) else torch.float32
+
+
 def crop_cubes_int(
     video: torch.Tensor,
     centers: torch.Tensor,
@@ -67,26 +80,35 @@ def crop_cubes_int(
     std: Optional[torch.Tensor] = None,
     out_dtype: Optional[torch.dtype] = None,
 ) -> torch.Tensor:
-    """Integer test-time crop by slicing; optional per-channel (x - mean) / std."""
+    """Integer test-time crop by slicing; optional per-channel (x - mean) / std, true division.
+
+    No gradient: the output never records autograd history. Empty N, K or C give an
+    empty output.
+    """
+    video = video.detach()
     if channels_last:
         video = video.permute(0, 4, 1, 2, 3)
     n, c, t, h, w = video.shape
     dt, dh, dw = size
-    starts = integer_starts(centers, size, (t, h, w)).cpu()
     k = centers.shape[1]
+    normalised = mean is not None or std is not None
+    if out_dtype is None:
+        out_dtype = torch.float32 if normalised else video.dtype
+    if n * k == 0:
+        return video.new_empty((n, k, c, dt, dh, dw), dtype=out_dtype)
+    starts = integer_starts(centers, size, (t, h, w)).cpu()
     cubes = []
     for i in range(n):
         for j in range(k):
             st, sy, sx = starts[i, j].tolist()
             cubes.append(video[i, :, st : st + dt, sy : sy + dh, sx : sx + dw])
     out = torch.stack(cubes).reshape(n, k, c, dt, dh, dw)
-    if out_dtype is None:
-        out_dtype = torch.float32 if mean is not None or std is not None else video.dtype
-    if mean is not None or std is not None:
-        x = out.double()
-        if mean is not None:
-            x = x - mean.double().view(1, 1, c, 1, 1, 1)
-        if std is not None:
-            x = x / std.double().view(1, 1, c, 1, 1, 1)
-        return x.to(out_dtype)
-    return out.to(out_dtype)
+    if not normalised:
+        return out.to(out_dtype)
+    compute = normalisation_dtype(video.dtype, out_dtype)
+    x = out.to(compute)
+    if mean is not None:
+        x = x - mean.to(compute).view(1, 1, c, 1, 1, 1)
+    if std is not None:
+        x = x / std.to(compute).view(1, 1, c, 1, 1, 1)
+    return x.to(out_dtype)

@@ -1,6 +1,6 @@
 """Input builders for the cube-crop op tests (and benchmarks: one source of truth).
 
-Conventions follow DESIGN.md section 1: a cube of size D centred at c starts at
+Conventions follow docs/design.md ("Coordinate convention"): a cube of size D centred at c starts at
 s = c - D/2 (index space), so placing a cube means choosing s per axis and
 setting c = s + D/2.
 """

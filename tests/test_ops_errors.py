@@ -49,7 +49,7 @@ def _crop_cubes_cases(device):
         "size negative": (lambda: cubecrop.crop_cubes(v, c, (2, -1, 2)), ValueError, "size"),
         "size 2 values": (lambda: cubecrop.crop_cubes(v, c, (2, 2)), ValueError, "size"),
         "size 4 values": (lambda: cubecrop.crop_cubes(v, c, (2, 2, 2, 2)), ValueError, "size"),
-        "size not numbers": (lambda: cubecrop.crop_cubes(v, c, None), ValueError, "size"),
+        "size not numbers": (lambda: cubecrop.crop_cubes(v, c, None), TypeError, "size"),
         "padding_mode unknown": (lambda: cubecrop.crop_cubes(v, c, 2, "reflection"), ValueError, "padding_mode"),
         "backend unknown": (lambda: cubecrop.crop_cubes(v, c, 2, backend="opencl"), ValueError, "backend"),
     }

@@ -1,11 +1,11 @@
 """The reference (the oracle of every kernel test) against independent formulations.
 
 1. F.grid_sample(align_corners=False, trilinear) with a grid built from the
-   convention of DESIGN.md section 1: output voxel i of a cube of size D centred
+   convention of docs/design.md ("Coordinate convention"): output voxel i of a cube of size D centred
    at c reads index-space position s_i = c - D/2 + i, i.e. the continuous point
    s_i + 0.5 (voxel j spans [j, j+1)), whose normalised coordinate is
    2 * (s_i + 0.5) / E - 1. Values and both gradients, float64.
-2. A per-voxel Python loop written straight from the DESIGN.md formula.
+2. A per-voxel Python loop written straight from that formula.
 3. Hand-computed examples: exact slices, and a linear ramp (which trilinear
    interpolation reproduces exactly).
 """
