@@ -1,104 +1,125 @@
-"""GFLOPs accounting of the paper's Something-Something configuration (no training, no data).
+"""GFLOPs accounting of the paper's settings (no training, no data): the numbers behind docs/design.md, "Presets".
 
-AdaFocusV3 with MobileNetV2+TSM (fG, 8 glance frames at 224^2) and ResNet-50+TSM (fL) on
-M = 2 cubes of 128x128x12 (adafocus ModelConfig preset "paper_tsm"), counted with
-FlopCounterMode on meta tensors (adafocus.inference.gmacs_per_exit / component_gmacs; multiply-adds,
-i.e. FlopCounterMode's count / 2, the paper's unit), beside the full-video baseline
-"TSM+" (FullVideoBaseline: the same fG and fL, fL on every frame at 224^2) for a few
-input lengths. The paper reports 14.0 GFLOPs for AdaFocusV3 (early exit, mean over the
-Sth-Sth V1 val set) vs 35.1 for TSM+ (Table 3); the exit proportions behind 14.0 are
-not reported, so the script also solves for the share of videos that would have to stop
-at each exit to land on 14.0.
+Counts, with the cost model `adafocus flops` uses (adafocus.apps.flops.flops_report: FlopCounterMode on
+meta tensors, multiply-adds = the paper's "GFLOPs"):
+
+- configs/paper_tsm.yaml (Tables 3, 4): AdaFocusV3's cost per exit and the full-video baseline TSM+
+  (fG and fL on 8 frames each, the paper's 35.1), plus the baseline on 12 and 16 fL frames;
+  the exit shares that the paper's 14.0 (Sth-Sth V1) and 15.4 (V2) imply; the "12 frames in
+  total" reading (two 6-frame cubes) and Table 4's 128x128x8 row, which refutes it.
+- configs/paper_long.yaml and paper_long_96.yaml (Table 1): the cost per exit with 128x128x1 and
+  96x96x1 cubes and how many cubes per video each of Table 1's GFLOPs implies.
 
     .venv/bin/python -m benchmarks.repro_gflops_paper     # ~1 min; writes benchmarks/results/repro_gflops_paper.json
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import torch
 
-from adafocus.inference import baseline_gmacs, component_gmacs, gmacs_per_exit
 from benchmarks import repro_common as rc
 
-PAPER_ADAFOCUS_GFLOPS = 14.0
-PAPER_TSM_PLUS_GFLOPS = 35.1
-VIDEO_FRAMES = 16  # a 12-frame cube needs a clip of at least 12 frames; Sth-Sth clips are sampled to 16 here
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+PAPER_TSM_PLUS = 35.1  # Table 3
+PAPER_TSM = {"sthv1": 14.0, "sthv2": 15.4}  # Table 3, AdaFocusV3 (also Table 4's 128x128x8 and x12 rows)
+PAPER_LONG = {"activitynet": (10.9, 21.7), "fcvid": (7.8, 26.8), "mini_kinetics": (8.6, 17.5)}  # Table 1
+
+
+def run_config(name: str, **model):
+    from adafocus.training.config import RunConfig, load_yaml
+
+    values = load_yaml(os.path.join(CONFIGS, name))
+    values["model"] = {**values["model"], **model}
+    return RunConfig.from_dict(values)
+
+
+def glance_share(budget: float, exits) -> float:
+    """Share of videos stopping at the glance (the rest after cube 1) for a mean cost `budget` below exit 1."""
+    return (exits[1] - budget) / (exits[1] - exits[0])
+
+
+def cubes_for(budget: float, report: dict):
+    """Mean cubes per video a mean cost `budget` implies if no video stops at the glance (None: more than M)."""
+    parts, exits = report["components"], report["gmacs_per_exit"]
+    cubes = (budget - exits[0] - parts["policy"]) / (parts["local_cube"] + parts["local_head"])
+    return cubes if cubes <= report["num_cubes"] else None
 
 
 def main() -> int:
+    from adafocus.apps.flops import flops_report
     from adafocus.inference.cost import module_gmacs
-    from adafocus.model import AdaFocusV3, FullVideoBaseline, ModelConfig
+    from adafocus.model.backbones import build_backbone
 
-    torch.manual_seed(0)
-    config = ModelConfig.preset("paper_tsm")
     with torch.device("meta"):
-        model = AdaFocusV3(config)
-    shape = (1, 3, VIDEO_FRAMES, 224, 224)
-    parts = component_gmacs(model, shape)
-    exits = gmacs_per_exit(model, shape)
-
+        mobilenet, resnet = build_backbone("mobilenet_v2"), build_backbone("resnet50")
     single = {
-        "mobilenet_v2_224_one_frame": module_gmacs(model.glance.encoder, (1, 3, 1, 224, 224)),
-        "resnet50_128_one_frame": module_gmacs(model.local.encoder, (1, 3, 1, 128, 128)),
-        "resnet50_224_one_frame": module_gmacs(model.local.encoder, (1, 3, 1, 224, 224)),
+        "mobilenet_v2_224": module_gmacs(mobilenet, (1, 3, 224, 224)),
+        "resnet50_96": module_gmacs(resnet, (1, 3, 96, 96)),
+        "resnet50_128": module_gmacs(resnet, (1, 3, 128, 128)),
+        "resnet50_224": module_gmacs(resnet, (1, 3, 224, 224)),
     }
-    baseline = {}
-    for frames in (8, 12, 16):
-        with torch.device("meta"):
-            base = FullVideoBaseline(config.replace(glance_frames=frames))
-        baseline[frames] = baseline_gmacs(base, (1, 3, frames, 224, 224))
 
-    # Exit shares that would give the paper's 14.0: with p0 never taken, a fraction q of the
-    # videos stops after cube 1 and 1 - q uses both cubes: q * e1 + (1 - q) * e2 = 14.0.
-    e0, e1, e2 = exits
-    q_stop_after_one = (e2 - PAPER_ADAFOCUS_GFLOPS) / (e2 - e1)
-    # If 14.0 is below e1, some videos must stop at the glance: q0 * e0 + (1 - q0) * e1 = 14.0.
-    q_glance_if_rest_one_cube = (e1 - PAPER_ADAFOCUS_GFLOPS) / (e1 - e0)
+    tsm = flops_report(run_config("paper_tsm.yaml"))
+    e = tsm["gmacs_per_exit"]
+    baseline_by_frames = {n: flops_report(run_config("paper_tsm.yaml", baseline_frames=n))["baseline"]["gmacs"]
+                          for n in (8, 12, 16)}
+    # Reading 2 of "128^2 x 12, M = 2": 12 frames in total, two 6-frame cubes. Table 4's "128^2 x 8" row
+    # would then be two 4-frame cubes, which cost at most (every cube) less than the 14.0 reported for it.
+    total_12 = flops_report(run_config("paper_tsm.yaml", cube_size=[6, 128, 128]))["gmacs_per_exit"]
+    total_8 = flops_report(run_config("paper_tsm.yaml", cube_size=[4, 128, 128]))["gmacs_per_exit"]
+    per_cube_8 = flops_report(run_config("paper_tsm.yaml", cube_size=[8, 128, 128]))["gmacs_per_exit"]
+    per_cube_16 = flops_report(run_config("paper_tsm.yaml", cube_size=[16, 128, 128]))["gmacs_per_exit"]
 
-    # Second reading of "128^2 x 12, M = 2": 12 frames of 128^2 in total, i.e. two 6-frame cubes
-    # (the all-cubes cost then equals AdaFocusV2+TSM's 12 frames of 128^2).
-    with torch.device("meta"):
-        split_model = AdaFocusV3(config.replace(cube_size=(6, 128, 128)))
-    split_exits = gmacs_per_exit(split_model, shape)
-    s0, s1, s2 = split_exits
-    split_q = (s2 - PAPER_ADAFOCUS_GFLOPS) / (s2 - s1)
+    long = {"128": flops_report(run_config("paper_long.yaml")), "96": flops_report(run_config("paper_long_96.yaml"))}
+    long_cubes = {dataset: {side: [cubes_for(b, report) for b in budgets] for side, report in long.items()}
+                  for dataset, budgets in PAPER_LONG.items()}
 
     result = {
-        "config": config.to_dict(),
-        "video_shape": list(shape),
-        "components_gmacs": parts,
         "single_frame_gmacs": single,
-        "adafocus_gmacs_per_exit": exits,
-        "tsm_plus_gmacs_by_frames": baseline,
-        "paper": {"adafocus_v3": PAPER_ADAFOCUS_GFLOPS, "tsm_plus": PAPER_TSM_PLUS_GFLOPS},
-        "ratio_paper": PAPER_TSM_PLUS_GFLOPS / PAPER_ADAFOCUS_GFLOPS,
-        "ratio_ours_all_cubes_vs_tsm_plus_8": baseline[8] / e2,
-        "ratio_ours_one_cube_vs_tsm_plus_8": baseline[8] / e1,
-        "share_stopping_after_cube1_for_14": q_stop_after_one,
-        "share_stopping_at_glance_for_14_if_rest_one_cube": q_glance_if_rest_one_cube,
-        "two_6_frame_cubes_gmacs_per_exit": split_exits,
-        "two_6_frame_cubes_share_stopping_after_cube1_for_14": split_q,
+        "paper_tsm": {
+            "flops": tsm,
+            "baseline_gmacs_by_fl_frames": baseline_by_frames,
+            "paper": {"adafocus_v3": PAPER_TSM, "tsm_plus": PAPER_TSM_PLUS},
+            "glance_share_if_rest_one_cube": {k: glance_share(b, e) for k, b in PAPER_TSM.items()},
+            "reading_12_frames_in_total_gmacs_per_exit": total_12,
+            "table4_128x8_if_8_frames_in_total_gmacs_per_exit": total_8,
+            "table4_128x8_per_cube_gmacs_per_exit": per_cube_8,
+            "table4_128x16_per_cube_gmacs_per_exit": per_cube_16,
+        },
+        "paper_long": {
+            "gmacs_per_exit": {side: r["gmacs_per_exit"] for side, r in long.items()},
+            "components": {side: r["components"] for side, r in long.items()},
+            "paper_gflops": PAPER_LONG,
+            "cubes_per_video_if_none_stop_at_glance": long_cubes,
+        },
         "machine": rc.machine(),
         "command": "python -m benchmarks.repro_gflops_paper",
     }
     path = rc.write_json("repro_gflops_paper.json", result)
 
-    print("Paper configuration (preset paper_tsm), GFLOPs = multiply-adds (FlopCounterMode / 2):")
-    print(f"  MobileNetV2 one 224^2 frame {single['mobilenet_v2_224_one_frame']:.4f}; ResNet-50 trunk one 128^2 frame "
-          f"{single['resnet50_128_one_frame']:.4f}, one 224^2 frame {single['resnet50_224_one_frame']:.4f}")
-    print(f"  components: glance (8 frames) {parts['glance']:.3f}, policy {parts['policy']:.4f}, "
-          f"one 128x128x12 cube {parts['local_cube']:.3f}, heads {parts['glance_head'] + parts['local_head']:.5f}")
-    print(f"  AdaFocusV3 cumulative per exit (glance, +cube 1, +cube 2): " + " / ".join(f"{g:.2f}" for g in exits))
-    print(f"  TSM+ (fG + fL on every frame at 224^2): " + ", ".join(f"{t} frames {g:.2f}" for t, g in baseline.items()))
-    print(f"  paper: AdaFocusV3 {PAPER_ADAFOCUS_GFLOPS} vs TSM+ {PAPER_TSM_PLUS_GFLOPS} (x{result['ratio_paper']:.2f})")
-    print(f"  ours: TSM+ 8 frames / AdaFocusV3 all cubes = x{result['ratio_ours_all_cubes_vs_tsm_plus_8']:.2f}, "
-          f"/ one cube = x{result['ratio_ours_one_cube_vs_tsm_plus_8']:.2f}")
-    print(f"  14.0 < cost after cube 1: it needs >= {q_glance_if_rest_one_cube * 100:.0f}% of videos to stop at the glance "
-          f"(the rest after cube 1)")
-    print(f"  reading 2 (two 128x128x6 cubes, 12 frames in all): per exit " + " / ".join(f"{g:.2f}" for g in split_exits)
-          + f"; 14.0 = {split_q * 100:.0f}% stop after cube 1, the rest after cube 2; TSM+ 8 frames / all cubes = "
-          f"x{baseline[8] / s2:.2f}")
+    print("GMACs (multiply-adds, the paper's GFLOPs), FlopCounterMode on meta tensors:")
+    print("  one frame: " + ", ".join(f"{k} {v:.4f}" for k, v in single.items()))
+    print(f"paper_tsm ({tsm['video_shape'][1]}-frame clips): AdaFocusV3 per exit " + " / ".join(f"{g:.2f}" for g in e)
+          + f"; TSM+ (fG 8 + fL 8 frames) {tsm['baseline']['gmacs']:.2f} (paper {PAPER_TSM_PLUS}); fL on 12 / 16 frames: "
+          f"{baseline_by_frames[12]:.2f} / {baseline_by_frames[16]:.2f}")
+    for key, budget in PAPER_TSM.items():
+        print(f"  {key} {budget}: below exit 1, so >= {glance_share(budget, e) * 100:.1f}% of videos stop at the glance "
+              "(the rest after cube 1)")
+    print("  reading '12 frames in total' (two 6-frame cubes): " + " / ".join(f"{g:.2f}" for g in total_12)
+          + "; Table 4's 128x128x8 row read so (two 4-frame cubes) costs at most "
+          f"{total_8[-1]:.2f} < 14.0 reported: refuted")
+    print("  Table 4 per-cube reading: 128x128x8 " + " / ".join(f"{g:.2f}" for g in per_cube_8)
+          + ", 128x128x16 " + " / ".join(f"{g:.2f}" for g in per_cube_16))
+    for side, report in long.items():
+        x = report["gmacs_per_exit"]
+        print(f"paper_long {side}x{side}x1: exit 0 {x[0]:.2f}, exit 1 {x[1]:.2f}, then +{x[2] - x[1]:.3f} per cube, "
+              f"exit 18 {x[-1]:.2f}")
+    for dataset, sides in long_cubes.items():
+        shown = "; ".join(f"{side}^2: " + ", ".join("more than 18" if c is None else f"{c:.1f}" for c in cubes)
+                          for side, cubes in sides.items())
+        print(f"  {dataset} {PAPER_LONG[dataset]} GFLOPs -> cubes per video (none stopping at the glance): {shown}")
     print(f"wrote {path}")
     return 0
 

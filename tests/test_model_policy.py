@@ -1,10 +1,12 @@
-"""Policy pi: heat-map soft-argmax in video coordinates, clamping, random centers, the sigmoid option."""
+"""Policy pi: heat-map soft-argmax over the valid center range (no dead zones), clamping, random
+centers, the sigmoid option."""
+import pytest
 import torch
 
 from adafocus.model.glance import glance_frame_indices, make_glance_input
 from adafocus.model import AdaFocusV3
 from adafocus.model.config import ModelConfig
-from adafocus.model.policy import clamp_centers, glance_grid_coordinates, random_centers, soft_argmax
+from adafocus.model.policy import center_grid, clamp_centers, heat_map_centers, random_centers, soft_argmax
 
 
 def test_glance_samples_the_middle_of_each_segment():
@@ -17,15 +19,53 @@ def test_glance_samples_the_middle_of_each_segment():
     torch.testing.assert_close(glance[0, 0, :, 0, 0], torch.tensor([2.0, 6.0, 10.0, 14.0]))
 
 
-def test_a_peaked_heat_map_points_at_its_cell_in_video_coordinates():
-    coordinates = glance_grid_coordinates((16, 64, 48), (4, 4, 3))
+def test_the_grid_spans_the_valid_center_range_and_a_peaked_map_points_at_its_cell():
+    cube, video = (4, 16, 16), (16, 64, 48)
+    t, y, x = center_grid(cube, video, (4, 4, 3))
+    # First cell on D/2, last on E - D/2, evenly in between: t in [2, 14], y in [8, 56], x in [8, 40].
+    torch.testing.assert_close(t, torch.tensor([2.0, 6.0, 10.0, 14.0]))
+    torch.testing.assert_close(y, torch.tensor([8.0, 24.0, 40.0, 56.0]))
+    torch.testing.assert_close(x, torch.tensor([8.0, 24.0, 40.0]))
     heat = torch.full((1, 1, 4, 4, 3), -1e4)
     heat[0, 0, 2, 1, 2] = 0.0
-    center = soft_argmax(heat, coordinates)[0, 0]
-    # glance frame 2 is video frame 10 (center 10.5); row 1 of 4 over 64 px: 24; column 2 of 3 over 48 px: 40.
-    torch.testing.assert_close(center, torch.tensor([10.5, 24.0, 40.0]))
-    uniform = soft_argmax(torch.zeros(1, 1, 4, 4, 3), coordinates)[0, 0]
-    torch.testing.assert_close(uniform, torch.tensor([8.5, 32.0, 24.0]))
+    torch.testing.assert_close(heat_map_centers(heat, cube, video)[0, 0], torch.tensor([10.0, 24.0, 40.0]))
+    uniform = heat_map_centers(torch.zeros(1, 1, 4, 4, 3), cube, video)[0, 0]
+    torch.testing.assert_close(uniform, torch.tensor([8.0, 32.0, 24.0]))
+    assert center_grid((16, 16, 16), video, (1, 4, 3))[0].tolist() == [8.0]  # one cell: the middle
+
+
+# paper_tsm's sizes: 12x128x128 cubes in 24x224x224 clips, an 8x7x7 glance grid. Before the grid was
+# spread over [D/2, E - D/2], 4 of 7 rows/columns and 6 of 8 glance frames lay outside it and were clamped.
+PAPER_TSM = dict(cube=(12, 128, 128), video=(24, 224, 224), grid=(8, 7, 7))
+
+
+def test_the_centers_have_a_gradient_for_mass_at_every_grid_cell():
+    g, h, w = PAPER_TSM["grid"]
+    cells = g * h * w
+    heat = torch.zeros(cells, 1, cells)
+    heat[torch.arange(cells), 0, torch.arange(cells)] = 8.0  # 88% of the mass on one cell, the rest spread
+    heat = heat.view(cells, 1, g, h, w).requires_grad_()
+    centers = heat_map_centers(heat, PAPER_TSM["cube"], PAPER_TSM["video"])
+    for axis in range(3):
+        (gradient,) = torch.autograd.grad(centers[..., axis].sum(), heat, retain_graph=True)
+        per_cell = gradient.flatten(1).abs().amax(1)  # row k: the map with its mass on cell k
+        assert bool((per_cell > 1e-3).all()), f"axis {axis}: no gradient for mass at cells {torch.nonzero(per_cell <= 1e-3).flatten().tolist()}"
+
+
+def test_an_interior_center_is_reachable_from_a_map_on_a_corner():
+    g, h, w = PAPER_TSM["grid"]
+    heat = torch.zeros(1, 1, g, h, w)
+    heat[0, 0, 0, 0, 0] = 4.0  # most of the mass on the first frame's top-left cell
+    heat.requires_grad_()
+    target = torch.tensor([9.3, 70.0, 151.5])  # inside [6, 18] x [64, 160] x [64, 160], between cells
+    optimizer = torch.optim.Adam([heat], lr=0.2)
+    for _ in range(300):
+        optimizer.zero_grad()
+        loss = (heat_map_centers(heat, PAPER_TSM["cube"], PAPER_TSM["video"])[0, 0] - target).square().sum()
+        loss.backward()
+        optimizer.step()
+    reached = heat_map_centers(heat.detach(), PAPER_TSM["cube"], PAPER_TSM["video"])[0, 0]
+    assert reached.tolist() == pytest.approx(target.tolist(), abs=0.3)
 
 
 def test_clamp_and_random_centers_keep_cubes_inside():

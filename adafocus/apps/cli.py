@@ -4,6 +4,7 @@
     adafocus eval  --config configs/demo.yaml [--eval.checkpoint PATH]
     adafocus infer VIDEO_OR_FOLDER --checkpoint PATH [--budget GFLOPS] [--save-cubes cubes.png]
     adafocus bench --config configs/demo.yaml [--batch-size 32]
+    adafocus flops --config configs/paper_tsm.yaml [--json]
     adafocus demo  [--output-dir outputs/demo]
     adafocus export --checkpoint PATH --out DIR
     adafocus make-lists --format sthv2 --annotations FILE --labels FILE --root DIR --out LIST
@@ -118,6 +119,24 @@ def _bench(args) -> int:
                        local_memory_format=args.local_memory_format, video_size=args.video_size)
     print(json.dumps(result, indent=1) if args.json else format_bench(result))
     return 0
+
+
+def _flops(args) -> int:
+    from adafocus.apps.flops import flops_report, format_flops
+
+    report = flops_report(config_from_args(args))  # no device, data or weights needed
+    print(json.dumps(report, indent=1) if args.json else format_flops(report))
+    return 0
+
+
+def add_flops_command(sub) -> None:
+    p = sub.add_parser("flops", help="GMACs per exit of AdaFocusV3 and of the full-video baseline (no data, no weights)",
+                       description="Count the multiply-adds (the paper's GFLOPs) of a config's AdaFocusV3 per exit and "
+                                   "per component, and of the full-video baseline (TSM+), on the config's clip shape. "
+                                   "Both networks are built on the meta device: nothing is read or computed.")
+    p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    add_config_arguments(p)
+    p.set_defaults(func=_flops)
 
 
 def _demo(args) -> int:
@@ -285,6 +304,7 @@ COMMANDS = (
     add_eval_command,
     add_infer_command,
     add_bench_command,
+    add_flops_command,
     add_demo_command,
     add_export_command,
     add_make_lists_command,

@@ -51,23 +51,29 @@ def module_gmacs(module: nn.Module, *shapes, **kwargs) -> float:
 
 def component_gmacs(model: nn.Module, video_shape: Sequence[int]) -> Dict[str, float]:
     """GMACs per video of each component of an AdaFocusV3: glance (fG on G frames), policy,
-    local_cube (fL on one cube), and the heads glance_head / local_head (one exit's linear layer)."""
+    local_cube (fL on one cube), glance_head (exit 0: fC's glance embedding and head) and local_head
+    (one later exit: one cube's embedding, the glance embedding and the exit's head), each measured
+    on the very calls inference makes (adafocus.inference.EarlyExitRunner)."""
     c, t, h, w = video_dims(video_shape)
     meta = meta_copy(model)
     cfg = model.config
     r = cfg.glance_resolution
     grid = model.glance.grid_size()
     glance_channels, local_channels = model.glance.out_channels, model.local.out_channels
+    classifier = meta.classifier
 
     def empty(*shape):
         return torch.empty(shape, device="meta")
+
+    def one_exit(glance, cube_features):
+        return classifier.local_exit(1, classifier.embed_local(cube_features), glance)
 
     return {
         "glance": count_gmacs(meta.glance.encode, empty(1, c, cfg.glance_frames, r, r)),
         "policy": count_gmacs(lambda x: meta.policy(x, (t, h, w)), empty(1, glance_channels, *grid)),
         "local_cube": count_gmacs(meta.local.encode, empty(1, c, *cfg.cube_size)),
-        "glance_head": count_gmacs(meta.classifier.heads[0], empty(1, glance_channels)),
-        "local_head": count_gmacs(meta.classifier.heads[1], empty(1, glance_channels + local_channels)),
+        "glance_head": count_gmacs(classifier.glance_exit, empty(1, glance_channels)),
+        "local_head": count_gmacs(one_exit, empty(1, glance_channels), empty(1, local_channels)),
     }
 
 
@@ -87,6 +93,20 @@ def gmacs_per_exit(model: nn.Module, video_shape: Sequence[int], policy: str = "
 
 
 def baseline_gmacs(baseline: nn.Module, video_shape: Sequence[int]) -> float:
-    """GMACs per video of a FullVideoBaseline."""
+    """GMACs per video of a FullVideoBaseline (fG on its glance frames, fL on config.full_video_frames)."""
     c, t, h, w = video_dims(video_shape)
     return count_gmacs(meta_copy(baseline), torch.empty(1, c, t, h, w, device="meta"))
+
+
+def baseline_components(baseline: nn.Module, video_shape: Sequence[int]) -> Dict[str, float]:
+    """GMACs per video of each part of a FullVideoBaseline: glance (fG on its G frames), local
+    (fL at full resolution on config.full_video_frames frames) and head; they add up to baseline_gmacs."""
+    c, t, h, w = video_dims(video_shape)
+    meta = meta_copy(baseline)
+    cfg = baseline.config
+    r = cfg.glance_resolution
+    return {
+        "glance": count_gmacs(meta.glance.encode, torch.empty(1, c, cfg.glance_frames, r, r, device="meta")),
+        "local": count_gmacs(meta.local.encode, torch.empty(1, c, cfg.full_video_frames, h, w, device="meta")),
+        "head": count_gmacs(meta.head, torch.empty(1, meta.head.in_features, device="meta")),
+    }

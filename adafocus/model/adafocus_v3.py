@@ -57,7 +57,8 @@ class AdaFocusV3(nn.Module):
         self.local = LocalEncoder(config)
         self.policy = CubePolicy(config, self.glance.out_channels, self.glance.grid_size())
         self.classifier = ExitClassifier(
-            self.glance.out_channels, self.local.out_channels, config.num_cubes, config.num_classes, config.dropout
+            self.glance.out_channels, self.local.out_channels, config.num_cubes, config.num_classes, config.dropout,
+            config.embed_width,
         )
         if config.aux_loss_weight > 0:
             self.glance_aux_head = nn.Linear(self.glance.out_channels, config.num_classes)
@@ -81,6 +82,7 @@ class AdaFocusV3(nn.Module):
     def forward(self, video: torch.Tensor, policy: Optional[str] = None) -> AdaFocusOutput:
         """All exits for every video. policy: one of POLICIES (default config.policy)."""
         check_video(video)
+        self.config.check_cube_frames(video.shape[2], "the video's frames")
         policy = policy or self.config.policy
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")

@@ -98,11 +98,18 @@ class ModelConfig:
     crop_gradient: str = "deep_feature"
     policy_head: str = "heatmap"
     policy_channels: int = 64
-    # Classifier and loss: "ce" (the paper's Eq. 1; multi-hot targets are normalised) or
+    # Classifier fC: width of the per-feature embedding (Linear -> BN -> ReLU, as in FrameExit and
+    # AdaFocusV2) applied to the glance and to each cube's features before the max-pooling;
+    # 0 = no embedding, the pooled features themselves (the older form; what old checkpoints hold).
+    embed_width: int = 0
+    # Loss: "ce" (the paper's Eq. 1; multi-hot targets are normalised) or
     # "bce" (independent sigmoids, an opt-in for multi-label datasets scored by mAP).
     dropout: float = 0.0
     loss: str = "ce"
     aux_loss_weight: float = 0.0  # per-encoder auxiliary loss (glance frames, each cube); 0 = Eq. 1
+    # The full-video baseline (TSM+) runs fL on this many uniformly sampled frames at full
+    # resolution; None = glance_frames, as the paper's TSM+ does (8 + 8 frames on Sth-Sth).
+    baseline_frames: Optional[int] = None
 
     def __post_init__(self):
         self.glance = EncoderConfig.from_value(self.glance, "glance", _default_glance())
@@ -122,6 +129,10 @@ class ModelConfig:
         for name in ("num_classes", "glance_frames", "glance_resolution", "num_cubes", "policy_channels", "tsm_fold_div"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.embed_width < 0:
+            raise ValueError(f"embed_width must be >= 0 (0 = no embedding), got {self.embed_width}")
+        if self.baseline_frames is not None and int(self.baseline_frames) < 1:
+            raise ValueError(f"baseline_frames must be >= 1 or null (= glance_frames), got {self.baseline_frames}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.aux_loss_weight < 0:
@@ -130,6 +141,35 @@ class ModelConfig:
     @property
     def num_exits(self) -> int:
         return self.num_cubes + 1
+
+    @property
+    def full_video_frames(self) -> int:
+        """Frames the full-video baseline runs fL on (baseline_frames, default glance_frames)."""
+        return int(self.baseline_frames or self.glance_frames)
+
+    def check_cube_frames(self, frames: int, frames_field: str = "the clip's frames") -> None:
+        """Frame-wise cubes never reuse a frame an earlier cube took (paper section 4.1): M of them need M frames."""
+        if self.cube_size[0] == 1 and self.num_cubes > frames:
+            raise ValueError(f"model.num_cubes={self.num_cubes} frame-wise cubes (model.cube_size[0]=1) need at least "
+                             f"{self.num_cubes} candidate frames, got {frames} ({frames_field}): a cube never reuses "
+                             "a frame an earlier cube took")
+
+    def check_clip(self, frames: int, height: int, width: int, frames_field: str = "the clip's frames") -> None:
+        """Refuse clips of (frames, height, width) this model cannot run on as configured.
+
+        frames_field names where the frame count comes from (e.g. data.num_segments) in the error.
+        Frame-wise cubes never reuse a frame (paper section 4.1), so they need num_cubes frames.
+        """
+        if self.glance_frames > frames:
+            raise ValueError(f"model.glance_frames={self.glance_frames}: expected at most the {frames} frames each "
+                             f"clip has ({frames_field}); more would repeat frames")
+        if self.cube_size[0] > frames or self.cube_size[1] > height or self.cube_size[2] > width:
+            raise ValueError(f"model.cube_size={list(self.cube_size)}: expected a cube inside the {frames}x{height}x"
+                             f"{width} clips (frames x pixels; {frames_field} and the frame size)")
+        self.check_cube_frames(frames, frames_field)
+        if self.full_video_frames > frames:
+            raise ValueError(f"model.baseline_frames={self.full_video_frames}: expected at most the {frames} frames "
+                             f"each clip has ({frames_field})")
 
     def to_dict(self) -> Dict[str, Any]:
         return _lists_for_tuples(dataclasses.asdict(self))
@@ -215,7 +255,9 @@ def upgrade_legacy_fields(values: Dict[str, Any]) -> Dict[str, Any]:
 PRESETS: Dict[str, Dict[str, Any]] = {
     # Trains in minutes on 2 CPU cores: e.g. 16 frames of 64x64 with a 16x16 glance.
     "tiny": dict(),
-    # Sth-Sth / Diving48: MN2+TSM glance on 8 frames at 224, R50+TSM on M=2 cubes of 128x128x12.
+    # The paper's settings, with the paper table each comes from: docs/design.md, "Presets".
+    # Sth-Sth / Diving48 (Tables 3, 4): MN2+TSM glance on 8 frames at 224, R50+TSM on M=2 cubes
+    # of 128x128x12; clips of 24 sampled frames (configs/paper_tsm.yaml).
     "paper_tsm": dict(
         num_classes=174,
         glance=dict(backbone="mobilenet_v2", tsm=True),
@@ -225,9 +267,11 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         cube_size=(12, 128, 128),
         num_cubes=2,
         policy_channels=128,
+        embed_width=4096,
         dropout=0.5,
     ),
-    # ActivityNet / FCVID / Mini-Kinetics: 16 glance frames, up to 18 frame-wise 128x128x1 cubes.
+    # ActivityNet / FCVID / Mini-Kinetics (Table 1): 16 glance frames, up to 18 frame-wise
+    # 128x128x1 cubes (96x96x1: configs/paper_long_96.yaml) from 48 candidate frames; CE loss.
     "paper_long": dict(
         num_classes=200,
         glance=dict(backbone="mobilenet_v2"),
@@ -237,7 +281,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         cube_size=(1, 128, 128),
         num_cubes=18,
         policy_channels=128,
+        embed_width=4096,
         dropout=0.2,
-        loss="bce",
     ),
 }

@@ -2,10 +2,12 @@
 
 Non-recurrent (paper section 3.2): a 3D conv stack over stopgrad(fG maps) of all G
 glance frames. The default head (docs/design.md, "Model") emits M heat maps over
-the glance grid (G x h x w); a softmax over positions
-and the expected position (soft-argmax) give each cube's center in video
-frames/pixels, clamped to [D/2, E - D/2] so every cube lies inside the video. The
-"sigmoid" head, c = D/2 + sigmoid(z) (E - D) from the flattened map, is an option;
+the glance grid (G x h x w); a softmax over positions and the expected position
+(soft-argmax) give each cube's center in video frames/pixels. The grid's cells are
+spread evenly over the valid center range [D/2, E - D/2] per axis (first cell on D/2,
+last on E - D/2), so every center in that range is reachable, none outside it, and no
+clamp cuts the gradient: it is non-zero wherever the heat map puts mass off the mean.
+The "sigmoid" head, c = D/2 + sigmoid(z) (E - D) from the flattened map, is an option;
 it tends to collapse onto the video borders.
 
 Centers are (t, y, x) in the cubecrop convention: voxel i spans [i, i+1).
@@ -18,18 +20,22 @@ import torch
 from torch import nn
 
 from adafocus.model.config import ModelConfig
-from adafocus.model.glance import glance_frame_indices
 
 
-def center_bounds(cube_size: Sequence[int], video_size: Sequence[int], device=None) -> tuple:
-    """Per-axis (lower, upper) center limits that keep a cube of cube_size inside video_size (T, H, W)."""
+def bound_values(cube_size: Sequence[int], video_size: Sequence[int]) -> tuple:
+    """Per-axis center limits [D/2, E - D/2] that keep a cube of cube_size inside video_size (T, H, W),
+    as two lists of floats."""
     cube = [float(d) for d in cube_size]
     extent = [float(e) for e in video_size]
     if any(d > e for d, e in zip(cube, extent)):
         raise ValueError(f"cube_size {tuple(cube_size)} does not fit in the video's (T, H, W) = {tuple(video_size)}")
-    lower = torch.tensor([d / 2 for d in cube], device=device)
-    upper = torch.tensor([e - d / 2 for d, e in zip(cube, extent)], device=device)
-    return lower, upper
+    return [d / 2 for d in cube], [e - d / 2 for d, e in zip(cube, extent)]
+
+
+def center_bounds(cube_size: Sequence[int], video_size: Sequence[int], device=None) -> tuple:
+    """bound_values as two (3,) tensors (lower, upper)."""
+    lower, upper = bound_values(cube_size, video_size)
+    return torch.tensor(lower, device=device), torch.tensor(upper, device=device)
 
 
 def clamp_centers(centers: torch.Tensor, cube_size: Sequence[int], video_size: Sequence[int]) -> torch.Tensor:
@@ -51,18 +57,25 @@ def random_centers(
     return lower + u * (upper - lower)
 
 
-def glance_grid_coordinates(video_size: Sequence[int], grid: Sequence[int], device=None) -> tuple:
-    """Video coordinates of the glance grid's cells: (t of each glance frame, y of each row, x of each column).
+def center_grid(cube_size: Sequence[int], video_size: Sequence[int], grid: Sequence[int], device=None) -> tuple:
+    """The centers the glance grid's cells stand for: per axis (t, y, x), n cells evenly from D/2 to
+    E - D/2 (one cell: the middle). Cell order follows the glance (frame g, row j, column i), so
+    the heat map's cells keep their place in the video; soft-argmax then stays inside the range."""
+    axes = []
+    for low, high, n in zip(*bound_values(cube_size, video_size), grid):
+        if n == 1:
+            axes.append(torch.full((1,), (low + high) / 2, device=device))
+        else:
+            axes.append(torch.linspace(low, high, int(n), device=device))
+    return tuple(axes)
 
-    A glance frame stands at the center of the video frame it was sampled from; a
-    feature cell at the center of the pixels it covers ((j + 1/2) * H / h).
-    """
-    t_frames, height, width = video_size
-    g, h, w = grid
-    t = glance_frame_indices(int(t_frames), g, device).float() + 0.5
-    y = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * (float(height) / h)
-    x = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * (float(width) / w)
-    return t, y, x
+
+def heat_map_centers(heat: torch.Tensor, cube_size: Sequence[int], video_size: Sequence[int]) -> torch.Tensor:
+    """heat (B, M, G, h, w) logits over the glance grid -> centers (B, M, 3) in [D/2, E - D/2]."""
+    centers = soft_argmax(heat, center_grid(cube_size, video_size, heat.shape[2:], heat.device))
+    # A convex combination of in-range cells: the clamp only removes float rounding, and passes
+    # the gradient through unchanged.
+    return centers + (clamp_centers(centers, cube_size, video_size) - centers).detach()
 
 
 def soft_argmax(heat: torch.Tensor, coordinates: tuple) -> torch.Tensor:
@@ -114,9 +127,7 @@ class CubePolicy(nn.Module):
         if tuple(hidden.shape[2:]) != self.grid:
             raise ValueError(f"glance maps have grid {tuple(hidden.shape[2:])}, the policy was built for {self.grid}")
         if self.head_kind == "heatmap":
-            coordinates = glance_grid_coordinates(video_size, self.grid, hidden.device)
-            centers = soft_argmax(self.head(hidden), coordinates)
-            return clamp_centers(centers, self.cube_size, video_size)
+            return heat_map_centers(self.head(hidden), self.cube_size, video_size)
         z = self.head(hidden.flatten(1)).float().view(-1, self.num_cubes, 3)
         lower, upper = center_bounds(self.cube_size, video_size, z.device)
         return lower + torch.sigmoid(z) * (upper - lower)

@@ -248,9 +248,11 @@ MODEL_FIELD_HELP = {
     "crop_gradient": "how the policy is trained: deep_feature (the paper's Eq. 5-6) | pixel (trilinear pixel crop)",
     "policy_head": "the policy's output: heatmap (soft-argmax over the glance feature map) | sigmoid",
     "policy_channels": "hidden channels of the policy network",
+    "embed_width": "width of fC's per-feature embedding (Linear -> BN -> ReLU) of the glance and each cube before the max-pooling; 0 = none (the pooled features)",
     "dropout": "dropout before each exit's classifier, in [0, 1)",
     "loss": "ce (the paper's Eq. 1; multi-hot targets normalised) | bce (independent sigmoids, for mAP)",
     "aux_loss_weight": "weight of an auxiliary loss per encoder (glance frames, each cube); 0 = Eq. 1 only",
+    "baseline_frames": "frames the full-video baseline (TSM+) runs fL on at full resolution (null = glance_frames, as the paper's TSM+)",
 }
 ENCODER_FIELD_HELP = {
     "backbone": "2D backbone applied to every frame: tiny | mobilenet_v2 | resnet18 | resnet50",
