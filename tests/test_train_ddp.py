@@ -6,6 +6,8 @@ import sys
 import pytest
 import torch
 
+from adafocus.training import checkpoint as ckpt
+
 from train_helpers import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -15,7 +17,7 @@ def _train(args, output_dir):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(args + ["--config", str(output_dir.parent / "tiny.yaml"), "--train.output_dir", str(output_dir)],
                    cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
-    return torch.load(output_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    return ckpt.load(str(output_dir / "checkpoint.pt"))  # weights_only, checksum checked
 
 
 def test_two_process_ddp_matches_one_process(tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from adafocus.training import checkpoint as ckpt
 from adafocus.training.config import RunConfig, load_yaml
 from adafocus.training.trainer import Trainer, warmup_cosine
 
@@ -18,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _weights(path):
-    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    return ckpt.load(path)["state_dict"]
 
 
 def _config(path, output_dir):
@@ -44,7 +45,7 @@ def test_killed_run_resumes_bit_for_bit(tmp_path):
         time.sleep(0.05)
     child.send_signal(signal.SIGKILL)
     child.wait()
-    killed_at = torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]
+    killed_at = ckpt.load(str(checkpoint))["epoch"]
     assert 1 <= killed_at <= 3
 
     resumed = Trainer(_config(path, killed_dir), resume=True)

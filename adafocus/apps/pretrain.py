@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from adafocus.utils.files import atomic_write
+
 logger = logging.getLogger(__name__)
 
 
@@ -57,8 +59,8 @@ def pretrain_local(model_config, synthetic_config, path: str, steps: int = 400, 
     backbone.eval()
     with torch.no_grad():
         accuracy = (head(backbone(tensor(test_patches)).mean(dim=(2, 3))).argmax(1) == torch.from_numpy(test_labels)).float().mean().item()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    torch.save(backbone.body.state_dict(), path)
+    with atomic_write(path, "wb") as f:
+        torch.save(backbone.body.state_dict(), f)
     result = {"path": path, "steps": steps, "patch_accuracy": accuracy, "seconds": time.time() - start}
     logger.info("fL pretrained on %d digit patches: %.1f%% on held-out patches (%.0fs) -> %s",
                 num_patches, accuracy * 100, result["seconds"], path)

@@ -82,6 +82,7 @@ class TrainConfig:
     tensorboard: bool = field(default=True, metadata=_help("write TensorBoard scalars under output_dir/tb"))
     progress: bool = field(default=True, metadata=_help("show tqdm progress bars while training and evaluating"))
     max_steps_per_epoch: int = field(default=0, metadata=_help("cut each epoch after this many steps (0: whole epoch); for smoke tests"))
+    dist_timeout_s: float = field(default=300.0, metadata=_help("multi-process training: seconds a collective waits for the other processes before the run ends with an error (a stopped, dead or stuck process)"))
 
 
 @dataclass
@@ -213,6 +214,7 @@ RANGES = {
     "train.threads": "[0, inf)",
     "train.log_every": "[1, inf)",
     "train.max_steps_per_epoch": "[0, inf)",
+    "train.dist_timeout_s": "(0, inf)",
     "eval.batch_size": "[1, inf)",
     "eval.budgets": "[1, inf)",
     "eval.summary_budget": "(0, 1]",

@@ -3,14 +3,31 @@
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK in the environment; we read
 them from there (never a --local_rank flag, which torch >= 2.0 breaks).
 Backend: NCCL for CUDA devices, gloo for CPU.
+
+Every collective waits at most `timeout_s` (train.dist_timeout_s) for the other
+processes; `collective_guard` turns the error a stopped, dead or stuck process
+then causes (gloo: "Timed out waiting ...", "Connection closed by peer") into one
+DistributedError saying what happened. (NCCL's watchdog instead aborts the process
+after the timeout, with its own log lines.)
 """
 from __future__ import annotations
 
+import contextlib
+import datetime
 import os
+import re
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+
+# How long a collective waits for the other processes (torch's own default is 30 minutes).
+DEFAULT_TIMEOUT_S = 300.0
+
+
+class DistributedError(RuntimeError):
+    """A collective across the training processes failed: another one stopped, died or is stuck."""
 
 
 @dataclass
@@ -19,6 +36,7 @@ class DistInfo:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    timeout_s: float = DEFAULT_TIMEOUT_S
 
     @property
     def is_main(self) -> bool:
@@ -38,8 +56,8 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
-def init(device_name: str = "auto") -> DistInfo:
-    """Join the process group torchrun set up (a no-op for a single process)."""
+def init(device_name: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S) -> DistInfo:
+    """Join the process group torchrun set up (a no-op for a single process); collectives wait at most timeout_s."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -47,8 +65,42 @@ def init(device_name: str = "auto") -> DistInfo:
     if world_size > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size)
-    return DistInfo(rank, world_size, local_rank, device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size,
+                                timeout=datetime.timedelta(seconds=timeout_s))
+    return DistInfo(rank, world_size, local_rank, device, timeout_s)
+
+
+_COLLECTIVE_FAILURE = re.compile(r"gloo|nccl|ProcessGroup|Timed out waiting|Connection (closed|reset)|timeout", re.I)
+
+
+def is_collective_failure(error: BaseException) -> bool:
+    return isinstance(error, dist.DistError) or bool(_COLLECTIVE_FAILURE.search(str(error)))
+
+
+def _cause(error: BaseException) -> str:
+    """The gloo/NCCL message without its source-file prefix and boilerplate."""
+    text = " ".join(str(error).split())
+    text = re.sub(r"^\[[^\]]*\]\s*", "", text)
+    return text.split(". This is typically")[0].rstrip(".")
+
+
+@contextlib.contextmanager
+def collective_guard(info: DistInfo, checkpoint_path: str = ""):
+    """Re-raise a failed collective (under several processes) as one DistributedError that says what happened."""
+    try:
+        yield
+    except RuntimeError as error:
+        if not info.enabled or isinstance(error, DistributedError) or not is_collective_failure(error):
+            raise
+        resume = ""
+        if checkpoint_path and os.path.exists(checkpoint_path):
+            resume = f"; the last checkpoint ({checkpoint_path}) is intact: rerun with --resume"
+        elif checkpoint_path:
+            resume = "; no checkpoint was written yet"
+        raise DistributedError(
+            f"training process {info.rank} of {info.world_size}: a collective with the other processes failed "
+            f"({_cause(error)}): another process stopped, crashed or is stuck (each collective waits at most "
+            f"train.dist_timeout_s={info.timeout_s:g} s){resume}") from error
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:

@@ -10,14 +10,18 @@ fG/fL/fC on random cubes (the policy is skipped), then the configured policy is
 used and trained through the configured crop gradient. Loss: the model's (paper Eq. 1, the sum of
 every exit's cross-entropy).
 
-Checkpoint (checkpoint.py) after every epoch, atomically; `resume=True`
-restarts from it and continues bit-for-bit: the sampler order depends only on
+Checkpoint (checkpoint.py) after every epoch, atomically and checksummed, the
+one before kept as checkpoint.prev.pt; `resume=True` restarts from the newest
+intact one and continues bit-for-bit: the sampler order depends only on
 (seed, epoch), the data only on (seed, epoch, index), and every RNG state is
-restored.
+restored. Under DDP every collective is bounded by train.dist_timeout_s, so a
+stopped or dead process ends the run with one clear error (docs/training.md,
+"Reliability").
 """
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import math
 import os
@@ -33,10 +37,13 @@ from adafocus.model import AdaFocusV3, load_pretrained_encoders
 from adafocus.training import checkpoint as ckpt
 from adafocus.training import distributed
 from adafocus.training.config import RunConfig, save_yaml
+from adafocus.utils.files import temp_prefix
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
+# Entries --resume restores (the rest of a checkpoint is informative).
+RESUME_KEYS = ["state_dict", "optimizer", "scheduler", "scaler", "rng", "epoch", "global_step"]
 
 
 def parameter_groups(model: nn.Module, base_lr: float, weight_decay: float, multipliers: Dict[str, float]) -> List[dict]:
@@ -109,7 +116,7 @@ class Trainer:
         full-video baseline); it needs forward(video, policy=...) -> .logits and loss(output, target)."""
         self.config = config
         tc = config.train
-        self.dist = distributed.init(tc.device)
+        self.dist = distributed.init(tc.device, timeout_s=tc.dist_timeout_s)
         self.device = self.dist.device
         if tc.threads > 0:
             torch.set_num_threads(tc.threads)
@@ -117,12 +124,13 @@ class Trainer:
         self.checkpoint_path = os.path.join(self.output_dir, CHECKPOINT_NAME)
         if self.dist.is_main:
             os.makedirs(self.output_dir, exist_ok=True)
+            self._remove_stale_temp_files()
             save_yaml(config, os.path.join(self.output_dir, "config.yaml"))
 
         ckpt.seed_everything(tc.seed)
         self.model_config = config.model_config()
         self.model = AdaFocusV3(self.model_config) if model is None else model
-        if not (resume and os.path.exists(self.checkpoint_path)):
+        if not (resume and any(os.path.exists(p) for p in self.checkpoint_candidates())):
             for path in load_pretrained_encoders(self.model):
                 logger.info("loaded pretrained encoder weights from %s", path)
         self.model.to(self.device)
@@ -148,9 +156,10 @@ class Trainer:
         self.ddp_model = self.model
         if self.dist.enabled:
             # The policy gets no gradient in random-policy epochs: let DDP allow unused parameters.
-            self.ddp_model = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True)
+            with distributed.collective_guard(self.dist):
+                self.ddp_model = nn.parallel.DistributedDataParallel(
+                    self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                    find_unused_parameters=True)
         self.writer = None
         if self.dist.is_main and tc.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -173,27 +182,73 @@ class Trainer:
             "history": self.history,
         }
 
-    def _resume(self) -> None:
-        if not os.path.exists(self.checkpoint_path):
-            logger.warning("--resume: no checkpoint at %s, starting from scratch", self.checkpoint_path)
-            return
-        state = ckpt.load(self.checkpoint_path, map_location=self.device)
-        self.model.load_state_dict(ckpt.strip_module_prefix(state["state_dict"]))
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        ckpt.set_rng_state(state["rng"])
+    def checkpoint_candidates(self) -> List[str]:
+        """The checkpoints --resume tries, newest first: checkpoint.pt, then its backup checkpoint.prev.pt."""
+        return [self.checkpoint_path, ckpt.previous_path(self.checkpoint_path)]
+
+    def _remove_stale_temp_files(self) -> None:
+        """Delete the temporary files a run killed while saving left behind (each as large as a checkpoint)."""
+        for path in self.checkpoint_candidates():
+            for stale in glob.glob(os.path.join(self.output_dir, glob.escape(temp_prefix(path)) + "*.tmp")):
+                logger.info("removing %s, left by a run stopped while it saved a checkpoint", stale)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(stale)
+
+    def _restore(self, state: dict, path: str) -> None:
+        ckpt.require(state, path, RESUME_KEYS, "--resume")
+        ckpt.load_weights(self.model, state["state_dict"], path)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            ckpt.set_rng_state(state["rng"])
+        except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as error:
+            raise ckpt.CheckpointError(f"checkpoint {path}: its training state does not fit this run's optimizer or "
+                                       f"schedule: {' '.join(str(error).split())[:200]}") from error
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
         self.num_skipped = int(state.get("num_skipped", 0))
         self.history = list(state.get("history", []))
-        if self.dist.is_main:
-            logger.info("resumed from %s at epoch %d", self.checkpoint_path, self.epoch)
+
+    def _resume(self) -> None:
+        """Restore the newest intact checkpoint; a damaged one is passed over with a warning."""
+        candidates = [path for path in self.checkpoint_candidates() if os.path.exists(path)]
+        if not candidates:
+            logger.warning("--resume: no checkpoint at %s, starting from scratch", self.checkpoint_path)
+            return
+        failures = []
+        for path in candidates:
+            try:
+                self._restore(ckpt.load(path, map_location=self.device), path)
+            except ckpt.CheckpointError as error:
+                failures.append(str(error))
+                if self.dist.is_main:
+                    logger.warning("--resume: %s; trying the previous checkpoint", error)
+                continue
+            if self.dist.is_main:
+                logger.info("resumed from %s at epoch %d", path, self.epoch)
+                if failures:
+                    logger.warning("--resume: resumed from the older checkpoint %s (epoch %d): the epochs after it "
+                                   "are trained again", path, self.epoch)
+            return
+        raise ckpt.CheckpointError(f"--resume: no intact checkpoint in {self.output_dir}: {'; '.join(failures)} "
+                                   "(move them away to start from scratch)")
 
     def save(self) -> None:
+        """Checkpoint on the main process (the previous one kept as checkpoint.prev.pt). Every process
+        learns whether it worked, so a failed save (a full disk) ends all of them, not only the main one."""
+        error = None
         if self.dist.is_main:
-            ckpt.save_atomic(self.state_dict(), self.checkpoint_path)
-        distributed.barrier()
+            try:
+                ckpt.save_atomic(self.state_dict(), self.checkpoint_path, keep_previous=True)
+            except Exception as failure:  # noqa: BLE001 - re-raised below, once the other processes know
+                error = failure
+        failed = distributed.all_reduce_sum(torch.tensor([0.0 if error is None else 1.0]))
+        if error is not None:
+            raise error
+        if float(failed[0]) > 0:
+            raise ckpt.CheckpointWriteError(f"the main process could not save checkpoint {self.checkpoint_path} "
+                                            "(its error says why)")
 
     # -------------------------------------------------------------- training
     def _loader(self) -> DataLoader:
@@ -207,6 +262,28 @@ class Trainer:
     def policy_choice(self, epoch: int) -> str:
         """"random" during the warm-up epochs, else the configured policy."""
         return "random" if epoch < self.config.train.random_policy_epochs else self.model_config.policy
+
+    def _zero_contribution(self, policy: str) -> None:
+        """The step of a micro-batch whose every video was unreadable: a zero gradient.
+
+        Under DDP the forward and backward go through the DDP module on a blank clip, so this
+        process takes part in the same collectives (buffer broadcast, gradient all-reduce) as
+        the others; its BatchNorm statistics are restored afterwards, since the blank clip is
+        no data. One process just adds zero gradients (the grad scaler needs some).
+        """
+        if not self.dist.enabled:
+            sum(p.sum() * 0 for p in self.model.parameters()).backward()
+            return
+        frames, height, width = self.config.clip_shape()
+        blank = torch.zeros(1, 3, frames, height, width, device=self.device)
+        buffers = [b.detach().clone() for b in self.model.buffers()]
+        with autocast_context(self.device, self.use_amp):
+            output = self.ddp_model(blank, policy=policy)
+            loss = sum(logits.float().sum() for logits in output.logits) * 0
+        self.scaler.scale(loss).backward()
+        with torch.no_grad():
+            for buffer, saved in zip(self.model.buffers(), buffers):
+                buffer.copy_(saved)
 
     def train_epoch(self) -> dict:
         tc = self.config.train
@@ -231,10 +308,7 @@ class Trainer:
                 context = self.ddp_model.no_sync() if (self.dist.enabled and not sync) else contextlib.nullcontext()
                 with context:
                     if batch["video"] is None:
-                        # Every video of this micro-batch was unreadable: contribute a zero
-                        # gradient so DDP's collective calls still line up across processes.
-                        loss = sum(p.sum() * 0 for p in self.model.parameters())
-                        loss.backward()
+                        self._zero_contribution(policy)
                         continue
                     video = batch["video"].to(self.device, non_blocking=True)
                     target = batch["label"].to(self.device, non_blocking=True)
@@ -282,7 +356,8 @@ class Trainer:
         last = tc.epochs if until_epoch is None else min(until_epoch, tc.epochs)
         while self.epoch < last:
             epoch_start = time.time()
-            metrics = self.train_epoch()
+            with distributed.collective_guard(self.dist, self.checkpoint_path):
+                metrics = self.train_epoch()
             metrics["seconds"] = time.time() - epoch_start
             self.epoch += 1
             self.history.append(metrics)
@@ -296,7 +371,8 @@ class Trainer:
                     for k, acc in enumerate(metrics["exit_accuracy"]):
                         self.writer.add_scalar(f"epoch/train_top1_exit{k}", acc, self.epoch)
                     self.writer.add_scalar("epoch/skipped_videos", metrics["skipped"], self.epoch)
-            self.save()
+            with distributed.collective_guard(self.dist, self.checkpoint_path):
+                self.save()
         if self.writer is not None:
             self.writer.flush()
         if self.dist.is_main:
