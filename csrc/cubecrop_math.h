@@ -69,6 +69,12 @@ CUBECROP_HD AxisTaps<acc_t> axis_taps(acc_t center, int64_t size, int64_t extent
   acc_t s = center - static_cast<acc_t>(size) * static_cast<acc_t>(0.5);
   s = clamp_value<acc_t>(s, -static_cast<acc_t>(size + 2), static_cast<acc_t>(extent + 1));
   acc_t f = floor(s);
+  // A cube ending exactly at the upper edge (integer start extent - size >= 1)
+  // takes the cell below with frac 1: the same values, and the centre gradient
+  // is the difference from inside the input, not into the padding (docs/ops.md).
+  if (f == s && f + static_cast<acc_t>(size) == static_cast<acc_t>(extent) && f >= static_cast<acc_t>(1)) {
+    f -= static_cast<acc_t>(1);
+  }
   AxisTaps<acc_t> taps;
   taps.start = static_cast<int64_t>(f);
   taps.frac = s - f;
@@ -102,10 +108,12 @@ CUBECROP_HD int64_t int_cube_start(acc_t center, int64_t size, int64_t extent) {
   return static_cast<int64_t>(floor(s + static_cast<acc_t>(0.5)));
 }
 
-// Linear blend of two taps along one axis: (1 - frac) * lo + frac * hi.
+// Linear blend of two taps along one axis: (1 - frac) * lo + frac * hi. This form
+// (a multiply and an FMA, the cost of lo + frac * (hi - lo)) is exact at frac 0 and 1,
+// so a cube at an integer start, the upper-edge one included, is an exact slice.
 template <typename acc_t>
 CUBECROP_HD acc_t lerp(acc_t lo, acc_t hi, acc_t frac) {
-  return lo + frac * (hi - lo);
+  return (static_cast<acc_t>(1) - frac) * lo + frac * hi;
 }
 
 // The weights of the 4 (t, y) tap rows of a cube, index 2 * bt + by (bt, by = 0: the

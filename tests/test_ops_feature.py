@@ -170,11 +170,7 @@ def _edge_case(edge: str, backend):
 
 
 # The upper edge is one-sided: the window has no cell beyond it, so the derivative must be
-# the one from inside (docs/ops.md, "Integer starts"). The reference does it; the C++ and
-# Triton kernels still take the cell above (floor), whose derivative reads the zero padding.
-UPPER_EDGE_PENDING = {"cpu", "cuda", "triton"}
-
-
+# the one from inside (docs/ops.md, "Integer starts"); every backend takes the cell below.
 def _check_edge_gradient(backend, edge):
     centers, stride, loss = _edge_case(edge, backend)
     c = centers.clone().requires_grad_()
@@ -190,12 +186,7 @@ def _check_edge_gradient(backend, edge):
 
 
 @pytest.mark.parametrize("edge", ["lower", "upper"])
-def test_centre_gradient_at_the_window_edges(backend, edge, request):
-    if edge == "upper" and backend.name in UPPER_EDGE_PENDING:
-        # strict: once the kernels take the cell below, this XPASS fails and the mark must go.
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason=f"the {backend.name} kernels take the cell above at an upper-edge integer start "
-            "(csrc/cubecrop_math.h axis_taps, cubecrop/triton/_kernels.py)"))
+def test_centre_gradient_at_the_window_edges(backend, edge):
     _check_edge_gradient(backend, edge)
 
 

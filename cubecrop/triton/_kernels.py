@@ -111,6 +111,8 @@ def _axis_taps(center, size, extent):
     s = center - size * 0.5
     s = tl.minimum(tl.maximum(s, -(size + 2.0)), extent + 1.0)
     f = tl.floor(s)
+    # Upper-edge rule: a cube ending exactly at the input's edge takes the cell below, frac 1.
+    f = tl.where((f == s) & (f + size == extent) & (f >= 1.0), f - 1.0, f)
     return f.to(tl.int64), s - f
 
 
@@ -148,7 +150,8 @@ def _resolve(index, extent, PADDING: tl.constexpr):
 
 @triton.jit
 def _lerp(lo, hi, frac):
-    return lo + frac * (hi - lo)
+    # Exact at frac 0 and 1, as csrc/cubecrop_math.h lerp: integer starts give exact slices.
+    return (1.0 - frac) * lo + frac * hi
 
 
 @triton.jit

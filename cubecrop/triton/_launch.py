@@ -152,6 +152,7 @@ def _axis_sources(centers_axis: torch.Tensor, size: int, extent: int, padding_mo
     weight 0 (and a harmless in-range index)."""
     s = (centers_axis - size * 0.5).clamp(-(size + 2), extent + 1)
     f = torch.floor(s)
+    f = torch.where((f == s) & (f + size == extent) & (f >= 1), f - 1, f)  # the upper-edge rule
     frac = (s - f).unsqueeze(-1)
     index = f.long().unsqueeze(-1) + torch.arange(size, device=centers_axis.device)
     taps = []
