@@ -86,10 +86,17 @@ def _skip_reason(backend: Backend):
     return None
 
 
-def _declared_backends():
+def backends_override():
+    """The (device, backend) pairs $CUBECROP_TEST_BACKENDS names, or None when it is unset."""
     override = os.environ.get("CUBECROP_TEST_BACKENDS")
-    if override:
-        pairs = [item.strip().split(":") for item in override.split(",") if item.strip()]
+    if not override:
+        return None
+    return [tuple(item.strip().split(":")) for item in override.split(",") if item.strip()]
+
+
+def _declared_backends():
+    pairs = backends_override()
+    if pairs is not None:
         return [Backend(name, device, name == "triton" and device == "cpu") for device, name in pairs]
     cpu = [name for name in cubecrop.available_backends("cpu") if name != "reference"]
     found = [Backend(name, "cpu", interpreted=(name == "triton")) for name in cpu]

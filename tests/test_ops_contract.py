@@ -28,6 +28,7 @@ if not torch.cuda.is_available():
 import pytest  # noqa: E402
 
 import cubecrop  # noqa: E402
+from conftest import backends_override  # noqa: E402
 
 F64 = torch.float64
 
@@ -417,15 +418,25 @@ def available_pairs():
     return pairs
 
 
+def _declared_pairs():
+    """Every backend of every device, or $CUBECROP_TEST_BACKENDS's pairs plus the reference on
+    their devices (the GPU check runs the CUDA tensors' backends only)."""
+    override = backends_override()
+    if override is None:
+        return [("cpu", "cpu"), ("cpu", "reference"), ("cpu", "triton"),
+                ("cuda", "cuda"), ("cuda", "triton"), ("cuda", "reference")]
+    devices = list(dict.fromkeys(device for device, _ in override))
+    return list(dict.fromkeys(override + [(device, "reference") for device in devices]))
+
+
 def _backend_params():
     params = []
-    for device, names in (("cpu", ("cpu", "reference", "triton")), ("cuda", ("cuda", "triton", "reference"))):
-        for name in names:
-            ok = (name, device) in available_pairs()
-            reason = "no CUDA device on this machine" if device == "cuda" and not torch.cuda.is_available() else (
-                f"backend {name!r} not available on {device}")
-            params.append(pytest.param((name, device), id=f"{device}-{name}",
-                                       marks=[] if ok else [pytest.mark.skip(reason=reason)]))
+    for device, name in _declared_pairs():
+        ok = (name, device) in available_pairs()
+        reason = "no CUDA device on this machine" if device == "cuda" and not torch.cuda.is_available() else (
+            f"backend {name!r} not available on {device}")
+        params.append(pytest.param((name, device), id=f"{device}-{name}",
+                                   marks=[] if ok else [pytest.mark.skip(reason=reason)]))
     return params
 
 
