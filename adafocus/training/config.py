@@ -163,12 +163,7 @@ class RunConfig:
             raise ValueError(f"model: {error}") from None
         frames, height, width = self.clip_shape()
         where = "data.synthetic.num_frames" if self.data.kind == "synthetic" else "data.num_segments"
-        if model.glance_frames > frames:
-            raise ValueError(f"model.glance_frames={model.glance_frames}: expected at most the {frames} frames each "
-                             f"clip has ({where}); more would repeat frames")
-        if model.cube_size[0] > frames or model.cube_size[1] > height or model.cube_size[2] > width:
-            raise ValueError(f"model.cube_size={list(model.cube_size)}: expected a cube inside the {frames}x{height}x"
-                             f"{width} clips (frames x pixels; {where} and the frame size)")
+        model.check_clip(frames, height, width, where)
 
     def clip_shape(self) -> tuple:
         """(frames, height, width) of the clips the model is fed."""
