@@ -72,9 +72,8 @@ CUBECROP_HD AxisTaps<acc_t> axis_taps(acc_t center, int64_t size, int64_t extent
   // A cube ending exactly at the upper edge (integer start extent - size >= 1)
   // takes the cell below with frac 1: the same values, and the centre gradient
   // is the difference from inside the input, not into the padding (docs/ops.md).
-  if (f == s && f + static_cast<acc_t>(size) == static_cast<acc_t>(extent) && f >= static_cast<acc_t>(1)) {
-    f -= static_cast<acc_t>(1);
-  }
+  // (s == extent - size, an integer, implies f == s.)
+  if (extent > size && s == static_cast<acc_t>(extent - size)) f -= static_cast<acc_t>(1);
   AxisTaps<acc_t> taps;
   taps.start = static_cast<int64_t>(f);
   taps.frac = s - f;
