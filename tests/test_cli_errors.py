@@ -48,6 +48,7 @@ def _one_error_line(capsys, command="train"):
     (["--train.lr", "0"], r"train.lr=0.0: expected a number > 0"),
     (["--train.lr=-1e-3"], r"train.lr=-0.001: expected a number > 0"),
     (["--train.momentum", "1"], r"train.momentum=1.0: expected a number in \[0, 1\)"),
+    (["--train.dist_timeout_s", "0"], r"train.dist_timeout_s=0.0: expected a number > 0"),
     (["--eval.summary_budget", "0"], r"eval.summary_budget=0.0: expected a number in \(0, 1\]"),
     (["--train.random_policy_epochs", "9"], "train.random_policy_epochs=9: expected at most train.epochs=3"),
     (["--model.glance_frames", "32"], r"model.glance_frames=32: expected at most the 8 frames .*data.synthetic.num_frames"),
@@ -62,8 +63,10 @@ def _one_error_line(capsys, command="train"):
 def test_bad_values_name_the_field_the_value_and_what_was_expected(tmp_path, capsys, options, message):
     with pytest.raises(ValueError, match=message):
         _config(tmp_path, *options)
-    assert main(["train", "--config", tiny_config(tmp_path), *options]) == 2
+    run = tmp_path / "run"
+    assert main(["train", "--config", tiny_config(tmp_path), "--train.output_dir", str(run), *options]) == 2
     assert _one_error_line(capsys)
+    assert not run.exists()  # refused before anything is written
 
 
 def test_values_are_converted_to_their_fields_types(tmp_path):

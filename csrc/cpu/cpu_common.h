@@ -58,6 +58,22 @@ CubeTaps<acc_t> cube_taps(const acc_t* center, CubeSize size, int64_t extent_t, 
   return taps;
 }
 
+// Every cube's taps, once per call: entry n * K + k for the (N, K, 3) centres of a
+// (N, C, T, H, W) video.
+template <typename acc_t>
+std::vector<CubeTaps<acc_t>> all_cube_taps(const at::Tensor& video, const at::Tensor& centers, CubeSize size) {
+  const int64_t count = centers.size(0) * centers.size(1);
+  const acc_t* cp = centers.const_data_ptr<acc_t>();
+  std::vector<CubeTaps<acc_t>> taps(count);
+  for (int64_t i = 0; i < count; ++i) taps[i] = cube_taps<acc_t>(cp + 3 * i, size, video.size(2), video.size(3), video.size(4));
+  return taps;
+}
+
+// The element strides of an (N, C, T, H, W) video, for structured bindings.
+inline std::array<int64_t, 5> video_strides(const at::Tensor& video) {
+  return {video.stride(0), video.stride(1), video.stride(2), video.stride(3), video.stride(4)};
+}
+
 // A read-only window row: `count` values of input row `row` (a pointer to x = 0,
 // W stride `stride_w`) at x positions x0, x0 + 1, ..., as acc_t, with the
 // padding rule applied to positions outside [0, width). Points straight into

@@ -232,15 +232,12 @@ void crop_cubes_backward_kernel(const at::Tensor& grad_out, const at::Tensor& vi
   using acc_t = acc_type<scalar_t>;
   const int64_t N = video.size(0), C = video.size(1), T = video.size(2), H = video.size(3), W = video.size(4);
   const int64_t K = centers.size(1);
-  const int64_t sn = video.stride(0), sc = video.stride(1), st = video.stride(2), sh = video.stride(3),
-                sw = video.stride(4);
+  const auto [sn, sc, st, sh, sw] = video_strides(video);
   const scalar_t* vp = video.const_data_ptr<scalar_t>();
   const scalar_t* gp = grad_out.const_data_ptr<scalar_t>();
-  const acc_t* cp = centers.const_data_ptr<acc_t>();
   scalar_t* gvp = need_video ? grad_video.mutable_data_ptr<scalar_t>() : nullptr;
 
-  std::vector<CubeTaps<acc_t>> taps(N * K);
-  for (int64_t i = 0; i < N * K; ++i) taps[i] = cube_taps<acc_t>(cp + 3 * i, size, T, H, W);
+  const std::vector<CubeTaps<acc_t>> taps = all_cube_taps<acc_t>(video, centers, size);
 
   // Units: blocks of frames of one (n, c). Whole (n, c) sequences when there
   // are enough of them for the threads, single frames otherwise. The choice

@@ -63,14 +63,11 @@ void crop_cubes_forward(const at::Tensor& video, const at::Tensor& centers, Cube
   using acc_t = acc_type<scalar_t>;
   const int64_t N = video.size(0), C = video.size(1), T = video.size(2), H = video.size(3), W = video.size(4);
   const int64_t K = centers.size(1);
-  const int64_t sn = video.stride(0), sc = video.stride(1), st = video.stride(2), sh = video.stride(3),
-                sw = video.stride(4);
+  const auto [sn, sc, st, sh, sw] = video_strides(video);
   const scalar_t* vp = video.const_data_ptr<scalar_t>();
-  const acc_t* cp = centers.const_data_ptr<acc_t>();
   scalar_t* op = out.mutable_data_ptr<scalar_t>();
 
-  std::vector<CubeTaps<acc_t>> taps(N * K);
-  for (int64_t i = 0; i < N * K; ++i) taps[i] = cube_taps<acc_t>(cp + 3 * i, size, T, H, W);
+  const std::vector<CubeTaps<acc_t>> taps = all_cube_taps<acc_t>(video, centers, size);
 
   const int64_t row_len = size.w + 1;
   const int64_t planes = N * K * C * size.t;
