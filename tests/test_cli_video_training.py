@@ -25,15 +25,17 @@ def _clip(label, seed, frames=12, h=40, w=56):
     return video
 
 
-def test_train_eval_infer_on_video_files(tmp_path, capsys):
+def video_run_config(tmp_path, videos: int, val_videos: int, budgets: int):
+    """`videos` small MP4 clips of 2 classes, a train list of all of them and a val list of the
+    first `val_videos`, and a 1-epoch config training on them into tmp_path/run: its path."""
     root = tmp_path / "videos"
     root.mkdir()
     lines = []
-    for i in range(8):
+    for i in range(videos):
         write_video(root / f"v{i}.mp4", _clip(i % 2, i), "libx264", options={"preset": "ultrafast"})
         lines.append(f"v{i}.mp4 {i % 2}\n")
     (tmp_path / "train.txt").write_text("".join(lines))
-    (tmp_path / "val.txt").write_text("".join(lines[:4]))
+    (tmp_path / "val.txt").write_text("".join(lines[:val_videos]))
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({
         "model": MODEL,
@@ -41,7 +43,13 @@ def test_train_eval_infer_on_video_files(tmp_path, capsys):
                  "val_list": str(tmp_path / "val.txt"), "num_segments": 8, "image_size": 32, "decoder": "pyav"},
         "train": {"epochs": 1, "batch_size": 4, "lr": 0.01, "threads": 1, "progress": False, "tensorboard": False,
                   "output_dir": str(tmp_path / "run")},
-        "eval": {"batch_size": 4, "budgets": 7}}))
+        "eval": {"batch_size": 4, "budgets": budgets}}))
+    return config
+
+
+def test_train_eval_infer_on_video_files(tmp_path, capsys):
+    config = video_run_config(tmp_path, videos=8, val_videos=4, budgets=7)
+    root = tmp_path / "videos"
     assert main(["train", "--config", str(config)]) == 0
     assert main(["eval", "--config", str(config)]) == 0
     assert "early exit" in capsys.readouterr().out

@@ -4,12 +4,10 @@ import json
 
 import pytest
 import torch
-import yaml
 
 from adafocus.apps.cli import main
 
-from test_cli_video_training import MODEL, _clip
-from test_data_decoding import write_video
+from test_cli_video_training import video_run_config
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is the optional [onnx] extra")
 pytest.importorskip("onnxscript", reason="torch.onnx's exporter needs onnxscript (the [onnx] extra)")
@@ -20,20 +18,8 @@ def json_of(printed: str):
 
 
 def test_export_then_onnxruntime_infer_matches_torch(tmp_path, capsys):
+    config = video_run_config(tmp_path, videos=12, val_videos=12, budgets=5)
     root = tmp_path / "videos"
-    root.mkdir()
-    lines = [f"v{i}.mp4 {i % 2}\n" for i in range(12)]
-    for i in range(12):
-        write_video(root / f"v{i}.mp4", _clip(i % 2, i), "libx264", options={"preset": "ultrafast"})
-    (tmp_path / "train.txt").write_text("".join(lines))
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "model": MODEL,
-        "data": {"kind": "videos", "root": str(root), "train_list": str(tmp_path / "train.txt"),
-                 "val_list": str(tmp_path / "train.txt"), "num_segments": 8, "image_size": 32, "decoder": "pyav"},
-        "train": {"epochs": 1, "batch_size": 4, "lr": 0.01, "threads": 1, "progress": False, "tensorboard": False,
-                  "output_dir": str(tmp_path / "run")},
-        "eval": {"batch_size": 4, "budgets": 5}}))
     assert main(["train", "--config", str(config)]) == 0
     checkpoint = tmp_path / "run" / "checkpoint.pt"
     # Thresholds at the median entropy of each exit: the videos stop at different exits.
