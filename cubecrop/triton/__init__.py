@@ -73,15 +73,8 @@ def crop_cubes(video: torch.Tensor, centers: torch.Tensor, size: List[int], padd
     return op(video, centers, list(size), padding_mode)
 
 
-def crop_cubes_int(
-    video: torch.Tensor,
-    centers: torch.Tensor,
-    size: List[int],
-    channels_last: bool,
-    mean: Optional[torch.Tensor],
-    std: Optional[torch.Tensor],
-    out_dtype: torch.dtype,
-) -> torch.Tensor:
+def crop_cubes_int(video: torch.Tensor, centers: torch.Tensor, size: List[int], *options) -> torch.Tensor:
+    """options: channels_last, mean, std, out_dtype, as the op `cubecrop::triton_crop_cubes_int` takes them."""
     op = _ops.interpreted_crop_cubes_int if _interpreted(video.device) else _ops.compiled_crop_cubes_int
     # The integer crop has no gradient (a test-time op): detached, its output never asks for one.
-    return op(video.detach(), centers.detach(), list(size), channels_last, mean, std, out_dtype)
+    return op(video.detach(), centers.detach(), list(size), *options)
