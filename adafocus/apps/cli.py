@@ -218,7 +218,8 @@ def add_bench_command(sub) -> None:
     p.add_argument("--iterations", type=int, default=3, help="batches per variant per round")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each variant reports its median round")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"), help="autocast dtype (fp16/bf16 for GPUs)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the encoders' backbones first")
+    p.add_argument("--compile", action="store_true", help="torch.compile the encoders' backbones first (dynamic batch; on CPU the TSM presets' "
+                   "compile did not finish in 27 min on 2 cores, REPRODUCTION.md 3d)")
     p.add_argument("--glance-memory-format", default=None, choices=("contiguous", "channels_last"),
                    help="memory format of the glance encoder (default: per backbone and device, see adafocus.inference.optimize)")
     p.add_argument("--local-memory-format", default=None, choices=("contiguous", "channels_last"),
