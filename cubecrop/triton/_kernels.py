@@ -117,6 +117,30 @@ def _axis_taps(center, size, extent):
 
 
 @triton.jit
+def _cube_center(cube, K, centers_ptr, sc_n, sc_k):
+    """(n, k, pointer to the (t, y, x) centre) of flat cube index n * K + k."""
+    n = cube // K
+    k = cube % K
+    return n, k, centers_ptr + n.to(tl.int64) * sc_n + k.to(tl.int64) * sc_k
+
+
+@triton.jit
+def _cube_taps(center, sc_a, Dt, Dh, Dw, T, H, W):
+    """_axis_taps along t, y and x for the centre at `center` (axis stride sc_a)."""
+    st, at = _axis_taps(tl.load(center), Dt, T)
+    sy, ay = _axis_taps(tl.load(center + sc_a), Dh, H)
+    sx, ax = _axis_taps(tl.load(center + 2 * sc_a), Dw, W)
+    return st, at, sy, ay, sx, ax
+
+
+@triton.jit
+def _scatter_row_taps(row, col0, col1, g, w_ty, wx0, ax, mask, c0, c1):
+    """Add g times the weights of one (t, y) tap row's two x taps into the video gradient."""
+    tl.atomic_add(row + col0, g * (w_ty * wx0), mask=mask & c0, sem="relaxed")
+    tl.atomic_add(row + col1, g * (w_ty * ax), mask=mask & c1, sem="relaxed")
+
+
+@triton.jit
 def _axis_grad_scale(center, size, extent):
     """1 where the centre gradient flows along this axis, 0 where _axis_taps clamped
     the start (as the reference's clamp; csrc/cubecrop_math.h axis_center_grad_scale)."""
@@ -248,12 +272,8 @@ def crop_forward_kernel(
     BLOCK_R: tl.constexpr = TILE // BLOCK_W
     cube, tile, r, col, row_ok, col_ok, c, i, j = _tile_coords(
         tl.program_id(0), C, Dt, Dh, Dw, BLOCK_R, BLOCK_W)
-    n = cube // K
-    k = cube % K
-    center = centers_ptr + n.to(tl.int64) * sc_n + k.to(tl.int64) * sc_k
-    st, at = _axis_taps(tl.load(center), Dt, T)
-    sy, ay = _axis_taps(tl.load(center + sc_a), Dh, H)
-    sx, ax = _axis_taps(tl.load(center + 2 * sc_a), Dw, W)
+    n, k, center = _cube_center(cube, K, centers_ptr, sc_n, sc_k)
+    st, at, sy, ay, sx, ax = _cube_taps(center, sc_a, Dt, Dh, Dw, T, H, W)
 
     t0, t1, y0, y1, x0, x1, in_tile, m00, m01, m10, m11, c0, c1 = _tile_taps(
         st, sy, sx, i, j, col, row_ok, col_ok, T, H, W, PADDING)
@@ -293,12 +313,8 @@ def crop_backward_kernel(
     BLOCK_R: tl.constexpr = TILE // BLOCK_W
     cube, tile, r, col, row_ok, col_ok, c, i, j = _tile_coords(
         tl.program_id(0), C, Dt, Dh, Dw, BLOCK_R, BLOCK_W)
-    n = cube // K
-    k = cube % K
-    center = centers_ptr + n.to(tl.int64) * sc_n + k.to(tl.int64) * sc_k
-    st, at = _axis_taps(tl.load(center), Dt, T)
-    sy, ay = _axis_taps(tl.load(center + sc_a), Dh, H)
-    sx, ax = _axis_taps(tl.load(center + 2 * sc_a), Dw, W)
+    n, k, center = _cube_center(cube, K, centers_ptr, sc_n, sc_k)
+    st, at, sy, ay, sx, ax = _cube_taps(center, sc_a, Dt, Dh, Dw, T, H, W)
     acc_ty = at.dtype
 
     t0, t1, y0, y1, x0, x1, in_tile, m00, m01, m10, m11, c0, c1 = _tile_taps(
@@ -317,18 +333,10 @@ def crop_backward_kernel(
         wx0 = 1 - ax
         col0 = (x0 * sgv_w)[None, :]
         col1 = (x1 * sgv_w)[None, :]
-        row = (base + t0 * sgv_t + y0 * sgv_h)[:, None]
-        tl.atomic_add(row + col0, g * (wt0 * wy0 * wx0), mask=m00 & c0, sem="relaxed")
-        tl.atomic_add(row + col1, g * (wt0 * wy0 * ax), mask=m00 & c1, sem="relaxed")
-        row = (base + t0 * sgv_t + y1 * sgv_h)[:, None]
-        tl.atomic_add(row + col0, g * (wt0 * ay * wx0), mask=m01 & c0, sem="relaxed")
-        tl.atomic_add(row + col1, g * (wt0 * ay * ax), mask=m01 & c1, sem="relaxed")
-        row = (base + t1 * sgv_t + y0 * sgv_h)[:, None]
-        tl.atomic_add(row + col0, g * (at * wy0 * wx0), mask=m10 & c0, sem="relaxed")
-        tl.atomic_add(row + col1, g * (at * wy0 * ax), mask=m10 & c1, sem="relaxed")
-        row = (base + t1 * sgv_t + y1 * sgv_h)[:, None]
-        tl.atomic_add(row + col0, g * (at * ay * wx0), mask=m11 & c0, sem="relaxed")
-        tl.atomic_add(row + col1, g * (at * ay * ax), mask=m11 & c1, sem="relaxed")
+        _scatter_row_taps((base + t0 * sgv_t + y0 * sgv_h)[:, None], col0, col1, g, wt0 * wy0, wx0, ax, m00, c0, c1)
+        _scatter_row_taps((base + t0 * sgv_t + y1 * sgv_h)[:, None], col0, col1, g, wt0 * ay, wx0, ax, m01, c0, c1)
+        _scatter_row_taps((base + t1 * sgv_t + y0 * sgv_h)[:, None], col0, col1, g, at * wy0, wx0, ax, m10, c0, c1)
+        _scatter_row_taps((base + t1 * sgv_t + y1 * sgv_h)[:, None], col0, col1, g, at * ay, wx0, ax, m11, c0, c1)
 
     if NEED_CENTERS:
         v000, v001, v010, v011, v100, v101, v110, v111 = _load_taps(
@@ -368,9 +376,7 @@ def crop_int_kernel(
     BLOCK_R: tl.constexpr = TILE // BLOCK_W
     cube, tile, r, col, row_ok, col_ok, c, i, j = _tile_coords(
         tl.program_id(0), C, Dt, Dh, Dw, BLOCK_R, BLOCK_W)
-    n = cube // K
-    k = cube % K
-    center = centers_ptr + n.to(tl.int64) * sc_n + k.to(tl.int64) * sc_k
+    n, k, center = _cube_center(cube, K, centers_ptr, sc_n, sc_k)
     st = _int_start(tl.load(center), Dt, T)
     sy = _int_start(tl.load(center + sc_a), Dh, H)
     sx = _int_start(tl.load(center + 2 * sc_a), Dw, W)
