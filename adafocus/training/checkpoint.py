@@ -8,7 +8,7 @@ Layout (the conventions of timm, TSM and GFNet):
     optimizer, scheduler, scaler, rng   training state for --resume
     thresholds, gflops_per_exit         early-exit settings, once evaluated
 
-Safety (docs/training.md, "Reliability"):
+Safety (docs/design.md, "Reliability"):
 - written to a temporary file beside the target, fsynced and renamed over it, so a run
   killed mid-write or a full disk leaves the previous file intact (and no temporary file);
 - the SHA-256 of the file is stored in the ZIP comment of torch.save's archive (the one

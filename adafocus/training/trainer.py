@@ -15,7 +15,7 @@ one before kept as checkpoint.prev.pt; `resume=True` restarts from the newest
 intact one and continues bit-for-bit: the sampler order depends only on
 (seed, epoch), the data only on (seed, epoch, index), and every RNG state is
 restored. Under DDP every collective is bounded by train.dist_timeout_s, so a
-stopped or dead process ends the run with one clear error (docs/training.md,
+stopped or dead process ends the run with one clear error (docs/design.md,
 "Reliability").
 """
 from __future__ import annotations
