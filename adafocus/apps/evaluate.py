@@ -38,8 +38,8 @@ def check_calibration_unseen(data: DataConfig, trained: Optional[dict], path: st
     # A run from before data.calibration_fraction existed trained on the whole list.
     at_training = DataConfig(**{**{k: v for k, v in trained.items() if k in known},
                                 "calibration_fraction": trained.get("calibration_fraction", 0.0)})
-    if held_out_slice(at_training) != wanted:
-        had = held_out_slice(at_training)
+    had = held_out_slice(at_training)
+    if had != wanted:
         raise ValueError(
             f"data.calibration_fraction={data.calibration_fraction:g}: the thresholds would be solved on "
             f"{wanted[1]:g} of {wanted[0]} held out from training, but {path} was trained "
