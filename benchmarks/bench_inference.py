@@ -3,11 +3,12 @@ the `adafocus bench` table for the paper presets.
 
 1. Memory format per backbone and frame size (the encoders' workloads in the paper presets):
    median seconds per batch of frames, contiguous vs channels-last, interleaved.
-2. torch.compile of the encoders' backbones (compile time excluded), per stage.
+2. torch.compile of the encoders' backbones (compile time excluded), per stage (--compile).
 3. `adafocus bench` (adafocus.apps.bench.run_bench) for paper_tsm with the exit mix
    0.3 / 0.7 / 0.0 and paper_long with a mix over its 19 exits, random weights.
 
     .venv/bin/python -m benchmarks.bench_inference --threads 2 --out bench_inference_cpu.json
+    .venv/bin/python -m benchmarks.bench_inference --threads 2 --system-malloc --out bench_inference_cpu_system_malloc.json
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import time
 
 import torch
 
+from adafocus.inference.allocator import retain_freed_memory
 from adafocus.model.backbones import build_backbone
 from benchmarks import repro_common as rc
 
@@ -58,7 +60,7 @@ def exit_mix_for(num_exits: int) -> str:
     return ",".join(str(p) for p in head + [0] * (num_exits - len(head)))
 
 
-def bench_presets(threads: int, rounds: int, compile_encoders: bool) -> dict:
+def bench_presets(threads: int, rounds: int, compile_encoders: bool, retain_memory: bool) -> dict:
     from adafocus.apps.bench import format_bench, run_bench
     from adafocus.training.config import RunConfig, load_yaml
 
@@ -71,7 +73,8 @@ def bench_presets(threads: int, rounds: int, compile_encoders: bool) -> dict:
         frames, side = config.data.num_segments, config.data.image_size
         mix = exit_mix_for(config.model_config().num_exits)
         result = run_bench(config, batch_size=10, iterations=1, rounds=rounds, exit_mix=mix,
-                           compile_encoders=compile_encoders, video_size=f"{frames},{side},{side}")
+                           compile_encoders=compile_encoders, video_size=f"{frames},{side},{side}",
+                           retain_memory=retain_memory)
         result["exit_mix"] = mix
         out[preset] = result
         print(f"\n{preset} (compile={compile_encoders}, video {frames}x{side}x{side})\n{format_bench(result)}",
@@ -85,15 +88,19 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-formats", action="store_true")
     parser.add_argument("--compile", action="store_true", help="also run the preset benches with torch.compile")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="leave glibc's malloc thresholds as they are (default: adafocus.inference.allocator)")
     parser.add_argument("--out", default="bench_inference_cpu.json", help="file name under benchmarks/results/")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    retain = not args.system_malloc and retain_freed_memory()  # before the format table: it allocates too
     result = {"machine": rc.machine(), "command": "python -m benchmarks.bench_inference " + " ".join(argv or [])}
     if not args.skip_formats:
         result["memory_formats"] = memory_format_table(args.rounds)
-    result["presets"] = bench_presets(args.threads, max(2, args.rounds // 2), False)
+    result["retain_freed_memory"] = retain
+    result["presets"] = bench_presets(args.threads, max(2, args.rounds // 2), False, retain)
     if args.compile:
-        result["presets_compiled"] = bench_presets(args.threads, max(2, args.rounds // 2), True)
+        result["presets_compiled"] = bench_presets(args.threads, max(2, args.rounds // 2), True, retain)
     print(rc.write_json(args.out, result))
     return 0
 

@@ -1,6 +1,7 @@
 """Deployment: the exported stages equal the PyTorch path, ONNX Runtime takes the same exits,
 the paper presets export, and the inference optimisations keep the outputs."""
 import json
+import platform
 import warnings
 
 import pytest
@@ -181,3 +182,4 @@ def test_bench_reports_every_variant_in_one_run():
     assert g["glance_only"] < g["early_exit"] < g["all_cubes"]
     assert all(rate > 0 for rate in result["gmacs_per_s"].values())
     assert "AdaFocusV3 early exit" in format_bench(result)
+    assert result["settings"]["retain_freed_memory"] is (platform.libc_ver()[0] == "glibc")

@@ -126,6 +126,27 @@ def test_temporal_shift_moves_one_fold_each_way():
         temporal_shift(torch.zeros(8, 8, 1, 1), segments=3)
 
 
+def test_temporal_shift_writes_every_element_whatever_the_layout():
+    # The output is allocated uninitialised: a freed block of the same size full of 7s is what
+    # the allocator likely hands back, so a boundary slab left unwritten shows up as 7s.
+    x = torch.randn(3 * 5, 16, 4, 6).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    expected = torch.zeros(3, 5, 16, 4, 6)
+    v = x.detach().view(3, 5, 16, 4, 6)
+    expected[:, :-1, :2], expected[:, 1:, 2:4], expected[:, :, 4:] = v[:, 1:, :2], v[:, :-1, 2:4], v[:, :, 4:]
+    for _ in range(3):
+        garbage = torch.full_like(x, 7.0)
+        del garbage
+        y = temporal_shift(x, segments=5, fold_div=8)
+        torch.testing.assert_close(y.view(3, 5, 16, 4, 6), expected, rtol=0, atol=0)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    weights = torch.randn_like(y)
+    (grad,) = torch.autograd.grad((y * weights).sum(), x)
+    w = weights.view(3, 5, 16, 4, 6)
+    expected_grad = torch.zeros(3, 5, 16, 4, 6)
+    expected_grad[:, 1:, :2], expected_grad[:, :-1, 2:4], expected_grad[:, :, 4:] = w[:, :-1, :2], w[:, 1:, 2:4], w[:, :, 4:]
+    torch.testing.assert_close(grad.view(3, 5, 16, 4, 6), expected_grad, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("name", ["tiny", "resnet18", "mobilenet_v2"])
 def test_tsm_wraps_residual_branches_and_mixes_frames(name):
     with torch.device("meta"):

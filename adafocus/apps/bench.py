@@ -118,8 +118,10 @@ def time_interleaved(variants: Dict[str, callable], rounds: int, iterations: int
 def run_bench(config: RunConfig, batch_size: int = 32, iterations: int = 3, rounds: int = 3,
               checkpoint: Optional[str] = None, exit_mix: Optional[str] = None, dtype: str = "fp32",
               compile_encoders: bool = False, glance_memory_format: Optional[str] = None,
-              local_memory_format: Optional[str] = None, video_size: Optional[str] = None) -> dict:
+              local_memory_format: Optional[str] = None, video_size: Optional[str] = None,
+              retain_memory: bool = True) -> dict:
     from adafocus.inference import EarlyExitRunner, baseline_gmacs, no_exit_thresholds
+    from adafocus.inference.allocator import retain_freed_memory
     from adafocus.inference.optimize import optimize_for_inference
     from adafocus.model import AdaFocusV3, FullVideoBaseline
     from adafocus.training.checkpoint import load_model
@@ -138,6 +140,7 @@ def run_bench(config: RunConfig, batch_size: int = 32, iterations: int = 3, roun
     model_config = model.config
     baseline = FullVideoBaseline(model_config).to(device).eval()
     settings = optimize_for_inference(model, glance_memory_format, local_memory_format, compile_encoders)
+    settings["retain_freed_memory"] = retain_memory and device.type == "cpu" and retain_freed_memory()
     optimize_for_inference(baseline, glance_memory_format, local_memory_format, compile_encoders)
     video, source = _input_batch(config, model_config.num_classes, batch_size, from_dataset=bool(checkpoint),
                                  video_size=parse_video_size(video_size))

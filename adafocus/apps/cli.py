@@ -82,7 +82,8 @@ def _infer(args) -> int:
     results = run_inference(args.inputs, args.checkpoint, budget=args.budget, top_k=args.top_k,
                             save_cubes=args.save_cubes, device=args.device, num_frames=args.num_frames,
                             image_size=args.image_size, all_cubes=args.all_cubes, decoder=args.decoder,
-                            allow_truncated=args.allow_truncated, runtime=args.runtime, model_dir=args.model_dir)
+                            allow_truncated=args.allow_truncated, runtime=args.runtime, model_dir=args.model_dir,
+                            retain_memory=not args.system_malloc)
     if args.json:
         print(json.dumps(results, indent=1))
     return 1 if any("error" in r for r in results) else 0
@@ -116,7 +117,8 @@ def _bench(args) -> int:
     result = run_bench(config, batch_size=args.batch_size, iterations=args.iterations, rounds=args.rounds,
                        checkpoint=args.checkpoint, exit_mix=args.exit_mix, dtype=args.dtype,
                        compile_encoders=args.compile, glance_memory_format=args.glance_memory_format,
-                       local_memory_format=args.local_memory_format, video_size=args.video_size)
+                       local_memory_format=args.local_memory_format, video_size=args.video_size,
+                       retain_memory=not args.system_malloc)
     print(json.dumps(result, indent=1) if args.json else format_bench(result))
     return 0
 
@@ -198,7 +200,14 @@ def add_infer_command(sub) -> None:
                    help="classify a video that ends early (fewer decodable frames than its container lists) from "
                         "the frames that decode, with a warning (default: report it as failed)")
     p.add_argument("--json", action="store_true", help="also print the results as JSON")
+    add_system_malloc_argument(p)
     p.set_defaults(func=_infer)
+
+
+def add_system_malloc_argument(p) -> None:
+    p.add_argument("--system-malloc", action="store_true",
+                   help="on CPU, leave glibc's malloc as it is (default: keep freed memory in the process, which "
+                        "about halved paper-scale CPU inference time; adafocus.inference.allocator)")
 
 
 def add_bench_command(sub) -> None:
@@ -218,13 +227,14 @@ def add_bench_command(sub) -> None:
     p.add_argument("--iterations", type=int, default=3, help="batches per variant per round")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each variant reports its median round")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"), help="autocast dtype (fp16/bf16 for GPUs)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the encoders' backbones first (dynamic batch; on CPU the TSM presets' "
-                   "compile did not finish in 27 min on 2 cores, REPRODUCTION.md 3d)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the encoders' backbones first (one graph per batch "
+                   "shape; on CPU it did not pay, REPRODUCTION.md 3d)")
     p.add_argument("--glance-memory-format", default=None, choices=("contiguous", "channels_last"),
                    help="memory format of the glance encoder (default: per backbone and device, see adafocus.inference.optimize)")
     p.add_argument("--local-memory-format", default=None, choices=("contiguous", "channels_last"),
                    help="memory format of the local encoder (default: per backbone and device)")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    add_system_malloc_argument(p)
     add_config_arguments(p)
     p.set_defaults(func=_bench)
 

@@ -225,12 +225,13 @@ def run_inference(inputs: List[str], checkpoint: str, budget: Optional[float] = 
                   save_cubes: Optional[str] = None, device: str = "auto", num_frames: Optional[int] = None,
                   image_size: Optional[int] = None, print_results: bool = True, all_cubes: bool = False,
                   decoder: str = "auto", allow_truncated: bool = False, runtime: str = "torch",
-                  model_dir: Optional[str] = None) -> List[dict]:
+                  model_dir: Optional[str] = None, retain_memory: bool = True) -> List[dict]:
     """One dict per input: the prediction, or {"path", "error"} for an input that could not be classified
     (printed as one `adafocus infer: error:` line on stderr when print_results).
 
     runtime "torch" runs `checkpoint`; "onnxruntime" runs the graphs `adafocus export` wrote to
-    `model_dir` (their manifest gives the preprocessing and the thresholds; no checkpoint needed)."""
+    `model_dir` (their manifest gives the preprocessing and the thresholds; no checkpoint needed).
+    retain_memory: on CPU, keep freed memory in the process (adafocus.inference.allocator)."""
     import sys
 
     from adafocus.training.distributed import pick_device
@@ -270,6 +271,10 @@ def run_inference(inputs: List[str], checkpoint: str, budget: Optional[float] = 
         return results
 
     device = pick_device(device)
+    if retain_memory and device.type == "cpu":
+        from adafocus.inference.allocator import retain_freed_memory
+
+        retain_freed_memory()
     runner, state, cube_size, glance_frames = load_runner(source, device, runtime)
     thresholds = pick_thresholds(state, budget, runner.num_exits, all_cubes)
     if runtime == "onnxruntime":  # the graphs take one input shape: the one they were exported for

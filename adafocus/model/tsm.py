@@ -22,9 +22,13 @@ def temporal_shift(x: torch.Tensor, segments: int, fold_div: int = 8) -> torch.T
         raise ValueError(f"batch of {nt} frames is not a whole number of clips of {segments} frames")
     x = x.view(nt // segments, segments, c, h, w)
     fold = c // fold_div
-    out = torch.zeros_like(x)
+    # Every element is written once: zero-filling the whole output first would add a full
+    # write pass to what is only a copy.
+    out = torch.empty_like(x)
     out[:, :-1, :fold] = x[:, 1:, :fold]  # frame t sees frame t+1's channels
+    out[:, -1:, :fold] = 0  # ... the last frame has no next frame
     out[:, 1:, fold : 2 * fold] = x[:, :-1, fold : 2 * fold]  # frame t sees frame t-1's channels
+    out[:, :1, fold : 2 * fold] = 0
     out[:, :, 2 * fold :] = x[:, :, 2 * fold :]
     return out.view(nt, c, h, w)
 
