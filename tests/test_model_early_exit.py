@@ -60,6 +60,38 @@ def test_each_stage_runs_only_on_the_videos_still_running():
     assert running[0] < 16 and batch_sizes[-1] < batch_sizes[0]
 
 
+def test_cubes_before_the_next_possible_exit_go_through_fL_in_one_batch():
+    model = spread_model()  # 3 cubes: exits 0..3
+    video = torch.randn(6, 3, 8, 48, 48)
+    full = EarlyExitRunner(model)(video, return_all_exits=True)
+    entropies = torch.stack([early_exit.entropy(l) for l in full.all_logits])
+    cases = {  # thresholds -> the fL batch sizes expected (exit 0 stops nobody in each)
+        "no exit": ([float("-inf")] * 3 + [float("inf")], [18]),
+        "only exit 2": ([float("-inf"), float("-inf"), float(entropies[2].median()), float("inf")], None),
+        "every exit, nobody stops": ([-1e30] * 3 + [float("inf")], [6, 6, 6]),
+    }
+    for name, (thresholds, expected_sizes) in cases.items():
+        sizes = []
+        hook = model.local.encoder.register_forward_hook(lambda module, args, out: sizes.append(args[0].shape[0]))
+        got = EarlyExitRunner(model)(video, thresholds=thresholds)
+        hook.remove()
+        want_logits, want_exit, _ = early_exit.simulate(full.all_logits, torch.tensor(thresholds), [0.0] * 4)
+        assert torch.equal(got.exit_index, want_exit), name
+        torch.testing.assert_close(got.logits, want_logits, rtol=1e-5, atol=1e-5, msg=name)
+        if expected_sizes is None:  # cubes 1-2 together, then cube 3 for those exit 2 left running
+            stopped_at_2 = int((want_exit == 2).sum())
+            assert 0 < stopped_at_2 < 6
+            expected_sizes = [12, 6 - stopped_at_2]
+        assert sizes == expected_sizes, name
+    # a forced exit plan groups the same way
+    sizes = []
+    hook = model.local.encoder.register_forward_hook(lambda module, args, out: sizes.append(args[0].shape[0]))
+    plan = torch.tensor([0, 0, 3, 3, 3, 3])
+    assert torch.equal(EarlyExitRunner(model)(video, exit_plan=plan).exit_index, plan)
+    hook.remove()
+    assert sizes == [12]
+
+
 def test_deduplicate_frames_never_repeats_and_moves_to_the_nearest_free_frame():
     generator = torch.Generator().manual_seed(0)
     for num_frames, cubes in [(8, 8), (16, 5), (5, 3), (18, 18)]:
@@ -103,11 +135,14 @@ def test_inference_never_processes_a_frame_twice():
     raw = model.policy(model.glance(video), (8, 32, 32))
     assert len(set(frame_dedup.frame_of_center(raw[..., 0], 1, 8).flatten().tolist())) == 1
     frames = frame_dedup.frame_of_center(result.centers[..., 0], 1, 8)
+    assert torch.equal(result.exit_index, torch.full((3,), 6))  # nobody stops early: fL saw 6 cubes x 3 videos
+    seen_rows = torch.cat(cubes)  # cube-major, whether the cubes came in one batch or several
+    assert seen_rows.shape[0] == 18
     for b in range(3):
         assert len(set(frames[b].tolist())) == 6
         for t in range(6):
             # The cube fL saw is frame `frames[b, t]` of video b: matched by content against every frame.
-            seen = cubes[t][b, :, 0]
+            seen = seen_rows[t * 3 + b, :, 0]
             matches = [f for f in range(8) if torch.equal(seen, video[b, :, f, 8:24, 8:24])]
             assert matches == [int(frames[b, t])]
 

@@ -112,6 +112,12 @@ class EarlyExitRunner:
                 return exit_plan[rows] == t
             return early_exit.exit_mask(logits, eta[t], last=t == m)
 
+        def can_stop(t: int, rows: torch.Tensor) -> bool:
+            """Whether exit t < m may stop any of `rows` (entropies are never below -inf)."""
+            if exit_plan is not None:
+                return bool((exit_plan[rows] == t).any())
+            return bool(eta[t] > float("-inf"))
+
         stops = stopping(logits0, 0, torch.arange(b, device=video.device))
         out_logits[stops] = logits0[stops]
         exit_index[stops] = 0
@@ -121,10 +127,19 @@ class EarlyExitRunner:
             run_glance = glance[running]
             centers[running] = self.centers(glance_maps[running], video_size)
             local_max = None
-            for t in range(1, m + 1):
-                cube = self._crop_running(video, centers[:, t - 1], running)
-                features = model.classifier.embed_local(model.local.pool(model.local.encode(cube)))
-                local_max = features if local_max is None else torch.maximum(local_max, features)
+            first = 1
+            while first <= m:
+                # Cubes up to the next exit where someone may stop go through fL as one batch:
+                # larger convolution batches run faster (on CPU 136 -> 146 GMAC/s for ResNet-50
+                # on 128^2 cubes, 120 -> 240 frames), and the exits in between, which stop
+                # nobody, are not evaluated (their heads' MFLOPs stay in the cost model).
+                t = first
+                while t < m and not can_stop(t, running):
+                    t += 1
+                cubes = [self._crop_running(video, centers[:, s - 1], running) for s in range(first, t + 1)]
+                pooled = model.local.pool(model.local.encode(torch.cat(cubes) if len(cubes) > 1 else cubes[0]))
+                for features in model.classifier.embed_local(pooled).split(running.numel()):
+                    local_max = features if local_max is None else torch.maximum(local_max, features)
                 logits = model.classifier.local_exit(t, local_max, run_glance)
                 stops = stopping(logits, t, running)
                 done = running[stops]
@@ -135,4 +150,5 @@ class EarlyExitRunner:
                     break
                 if not bool(keep.all()):
                     running, run_glance, local_max = running[keep], run_glance[keep], local_max[keep]
+                first = t + 1
         return InferenceOutput(out_logits, exit_index, exit_cost[exit_index.cpu()], centers)
