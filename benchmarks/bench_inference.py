@@ -4,11 +4,12 @@ the `adafocus bench` table for the paper presets.
 1. Memory format per backbone and frame size (the encoders' workloads in the paper presets):
    median seconds per batch of frames, contiguous vs channels-last, interleaved.
 2. torch.compile of the encoders' backbones (compile time excluded), per stage (--compile).
-3. `adafocus bench` (adafocus.apps.bench.run_bench) for paper_tsm with the exit mix
+3. glibc's malloc thresholds vs retained freed memory (adafocus.inference.allocator) for
+   paper_tsm's early exit and baseline, interleaved in one process (--allocator).
+4. `adafocus bench` (adafocus.apps.bench.run_bench) for paper_tsm with the exit mix
    0.3 / 0.7 / 0.0 and paper_long with a mix over its 19 exits, random weights.
 
-    .venv/bin/python -m benchmarks.bench_inference --threads 2 --out bench_inference_cpu.json
-    .venv/bin/python -m benchmarks.bench_inference --threads 2 --system-malloc --out bench_inference_cpu_system_malloc.json
+    .venv/bin/python -m benchmarks.bench_inference --threads 2 --allocator --out bench_inference_cpu.json
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ import time
 
 import torch
 
-from adafocus.inference.allocator import retain_freed_memory
+from adafocus.inference.allocator import (RETAIN_MMAP_THRESHOLD, RETAIN_TRIM_THRESHOLD, SYSTEM_THRESHOLD,
+                                          retain_freed_memory, set_malloc_thresholds)
 from adafocus.model.backbones import build_backbone
 from benchmarks import repro_common as rc
 
@@ -50,6 +52,48 @@ def memory_format_table(rounds: int) -> list:
         print(f"{name:>13} {side:>4}px x{frames:<4} contiguous {median['contiguous']:.3f}s  channels_last "
               f"{median['channels_last']:.3f}s  ({rows[-1]['channels_last_speedup']:.2f}x)", flush=True)
     return rows
+
+
+def allocator_table(threads: int, rounds: int, retain_after: bool) -> dict:
+    """paper_tsm's early exit (0.3 / 0.7 / 0) and its fair baseline with glibc's thresholds as a
+    process starts with them vs retained (adafocus.inference.allocator), interleaved in one
+    process. The "system" variant pins the initial 128 KiB thresholds (a fresh process lets
+    them adapt up to 32 MiB; paper-scale activations are larger than either)."""
+    from adafocus.apps.bench import exit_plan_for
+    from adafocus.inference import EarlyExitRunner
+    from adafocus.inference.optimize import optimize_for_inference
+    from adafocus.model import AdaFocusV3, FullVideoBaseline
+    from adafocus.training.config import RunConfig, load_yaml
+
+    config = RunConfig.from_dict(load_yaml("configs/paper_tsm.yaml")).model_config()
+    torch.manual_seed(0)
+    model, baseline = AdaFocusV3(config).eval(), FullVideoBaseline(config).eval()
+    optimize_for_inference(model)
+    optimize_for_inference(baseline)
+    runner, plan = EarlyExitRunner(model), exit_plan_for([0.3, 0.7, 0.0], 10)
+    video = torch.rand(10, 3, 24, 224, 224)  # the preset's data shape
+    thresholds = {"system": (SYSTEM_THRESHOLD, SYSTEM_THRESHOLD), "retained": (RETAIN_MMAP_THRESHOLD, RETAIN_TRIM_THRESHOLD)}
+    calls = {"early_exit": lambda: runner(video, exit_plan=plan), "baseline": lambda: baseline(video)}
+    seconds = {(a, c): [] for a in thresholds for c in calls}
+    with torch.inference_mode():
+        for _ in range(rounds):
+            for allocator, values in thresholds.items():
+                set_malloc_thresholds(*values)
+                for name, call in calls.items():
+                    call()  # the first call after a switch grows (or maps) the heap
+                    start = time.perf_counter()
+                    call()
+                    seconds[(allocator, name)].append(time.perf_counter() - start)
+    set_malloc_thresholds(*thresholds["retained" if retain_after else "system"])  # as the rest of the run
+    median = {f"{a}/{c}": statistics.median(v) for (a, c), v in seconds.items()}
+    out = {"seconds_per_batch_of_10": median, "rounds": rounds, "threads": threads,
+           "speedup_retained": {c: median[f"system/{c}"] / median[f"retained/{c}"] for c in calls},
+           "early_exit_vs_baseline": {a: median[f"{a}/baseline"] / median[f"{a}/early_exit"] for a in thresholds}}
+    print(f"allocator (paper_tsm, batch 10): early exit {median['system/early_exit']:.2f}s -> "
+          f"{median['retained/early_exit']:.2f}s, baseline {median['system/baseline']:.2f}s -> "
+          f"{median['retained/baseline']:.2f}s; early exit vs baseline {out['early_exit_vs_baseline']['system']:.2f}x "
+          f"(system) / {out['early_exit_vs_baseline']['retained']:.2f}x (retained)", flush=True)
+    return out
 
 
 def exit_mix_for(num_exits: int) -> str:
@@ -88,6 +132,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-formats", action="store_true")
     parser.add_argument("--compile", action="store_true", help="also run the preset benches with torch.compile")
+    parser.add_argument("--allocator", action="store_true",
+                        help="also time paper_tsm with glibc's own thresholds vs retained memory, interleaved")
     parser.add_argument("--system-malloc", action="store_true",
                         help="leave glibc's malloc thresholds as they are (default: adafocus.inference.allocator)")
     parser.add_argument("--out", default="bench_inference_cpu.json", help="file name under benchmarks/results/")
@@ -97,6 +143,8 @@ def main(argv=None) -> int:
     result = {"machine": rc.machine(), "command": "python -m benchmarks.bench_inference " + " ".join(argv or [])}
     if not args.skip_formats:
         result["memory_formats"] = memory_format_table(args.rounds)
+    if args.allocator:
+        result["allocator"] = allocator_table(args.threads, args.rounds, retain_after=retain)
     result["retain_freed_memory"] = retain
     result["presets"] = bench_presets(args.threads, max(2, args.rounds // 2), False, retain)
     if args.compile:
