@@ -75,7 +75,8 @@ def emu_forward(emu, video, centers, size, mode, use_int32=True):
 
 def emu_backward(emu, grad_out, video, centers, size, mode, gather, use_int32=True, paths=None):
     """Both gradients; the video gradient from the window kernel's atomics or the gather.
-    paths (4 int64, added to): window cubes interior / general, gather batch items all-interior / general."""
+    paths (6 int64, added to): window cubes interior / general, gather batch items all-interior / general,
+    window voxels whose video gradient went out in an unmasked 4-voxel chunk (add4) / one by one (add)."""
     n, c = video.shape[:2]
     k = centers.shape[1]
     grad_video = torch.full(video.shape, float("nan"), dtype=video.dtype)
@@ -85,7 +86,7 @@ def emu_backward(emu, grad_out, video, centers, size, mode, gather, use_int32=Tr
     grad_out = grad_out.contiguous()
     fn(_ptr(grad_out), _ptr(video), _i64(video.shape), _i64(video.stride()), _ptr(centers), _int(k), _i64(size), _int(mode),
        ctypes.c_int(int(gather)), ctypes.c_int(int(use_int32)), _ptr(grad_video), _ptr(grad_centers),
-       paths if paths is not None else _i64([0, 0, 0, 0]))
+       paths if paths is not None else _i64([0] * 6))
     return grad_video, grad_centers
 
 
@@ -215,11 +216,42 @@ def test_backward_paths_each_taken(emu):
     for mode in ("zeros", "border"):
         _, ref_video, ref_centers = reference_grads(video, centers, size, mode, grad_out)
         for gather in (False, True):
-            paths = _i64([0, 0, 0, 0])
+            paths = _i64([0] * 6)
             gv, gc = emu_backward(emu, grad_out, video, centers, size, MODES[mode], gather, paths=paths)
-            assert list(paths) == ([3, 1, 1, 1] if gather else [3, 1, 0, 0])
+            assert list(paths)[:4] == ([3, 1, 1, 1] if gather else [3, 1, 0, 0])
             torch.testing.assert_close(gv, ref_video, rtol=1e-10, atol=1e-10)
             torch.testing.assert_close(gc, ref_centers, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("size", [(3, 5, 136), (2, 9, 270), (1, 1, 131), (4, 2, 128), (2, 3, 5)])
+def test_backward_window_interior_rows(emu, dtype, size):
+    """Interior cubes' window rows: lane 0's masked first chunk, then unmasked chunks (lane 0's
+    too once past x = 128 when Dw >= 132), the masked row end; rows with all 4 grad_out
+    source rows and the window's first and last rows in t and y (1 or 2 source rows; every row
+    when Dt = 1 or Dh = 1). Each window voxel's video gradient goes out exactly once."""
+    g = torch.Generator().manual_seed(sum(size))
+    c, extents = 2, (size[0] + 3, size[1] + 4, size[2] + 9)
+    video = torch.randn(2, c, *extents, generator=g, dtype=torch.float64)
+    d = torch.tensor(size, dtype=torch.float64)
+    starts = torch.tensor([[[1.0, 2.0, 3.0], [2.0, 1.0, 7.0], [0.0, 3.0, 1.0]],
+                           [[1.0, 0.0, 0.0], [2.0, 3.0, 4.0], [1.0, 2.0, 2.0]]], dtype=torch.float64)
+    fracs = torch.rand(2, 3, 3, generator=g, dtype=torch.float64) * 0.9 + 0.05
+    fracs[1, 0] = 0.0  # an integer start: frac 0 on every axis
+    centers = starts + fracs + d / 2
+    grad_out = torch.randn(2, 3, c, *size, generator=g, dtype=torch.float64)
+    _, ref_video, ref_centers = reference_grads(video, centers, size, "zeros", grad_out)
+    tol = 1e-10 if dtype == torch.float64 else 2e-4
+    window_voxels = 6 * c * int(torch.prod(d + 1))
+    for use_int32 in (True, False):
+        paths = _i64([0] * 6)
+        gv, gc = emu_backward(emu, grad_out.to(dtype), video.to(dtype), centers, size, 0, False, use_int32,
+                              paths=paths)
+        assert list(paths)[:2] == [6, 0]  # every cube interior
+        assert paths[4] + paths[5] == window_voxels
+        assert (paths[4] > 0) == (size[2] >= 8)  # an unmasked chunk needs jw0 >= 1 (so >= 4) and jw0 + 4 <= Dw
+        torch.testing.assert_close(gv.double(), ref_video, rtol=tol, atol=tol)
+        torch.testing.assert_close(gc.double(), ref_centers, rtol=tol, atol=tol)
 
 
 def test_backward_gather_many_cubes(emu):

@@ -55,14 +55,14 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t n = cube / cubes_per_video;
     const scalar_t* grad_cube = grad_out + cube * cube_numel;
     const scalar_t* video_n = video + n * video_batch_stride;
-    acc_t* grad_n = NEED_VIDEO ? grad_video + n * grad_batch_numel : nullptr;
+    const AtomicGrad<acc_t, acc_t, index_t> emit{NEED_VIDEO ? grad_video + n * grad_batch_numel : nullptr};
     for (int64_t plane = blockIdx.y; plane < planes; plane += gridDim.y) {
       const index_t c = static_cast<index_t>(plane / window_t);
       const index_t jt = static_cast<index_t>(plane - int64_t{c} * window_t);
       acc_t centre[3] = {0, 0, 0};
       cuda_items::window_thread<NEED_VIDEO, NEED_CENTRE, scalar_t, acc_t, index_t>(
           grad_cube, video_n, shape, g, cw, c, jt, static_cast<index_t>(blockIdx.x), threadIdx.y, threadIdx.x, centre,
-          [&](index_t offset, acc_t value) { atomicAdd(grad_n + offset, value); });
+          emit);
       if (NEED_CENTRE) {
         block_sum3(centre, scratch);  // uniform trip counts: every thread of the block gets here
         if (threadIdx.x == 0 && threadIdx.y == 0) {

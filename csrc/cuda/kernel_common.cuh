@@ -81,5 +81,21 @@ __device__ __forceinline__ void block_sum3(acc_t v[3], acc_t* scratch /* [3 * kW
   __syncthreads();
 }
 
+// The window kernel's video gradient (the Emit of cube_items.h): atomicAdd into the
+// accumulator (float for fp16 / bf16 / fp32, double for fp64).
+template <typename grad_t, typename acc_t, typename index_t>
+struct AtomicGrad {
+  grad_t* grad;  // the batch item's contiguous (C, T, H, W) accumulator
+
+  __device__ __forceinline__ void add(index_t offset, acc_t v) const { atomicAdd(grad + offset, v); }
+
+  __device__ __forceinline__ void add4(index_t offset, const acc_t v[4]) const {
+    static_assert(cuda_items::kWindowVoxelsPerLane == 4, "add4 adds 4 voxels");
+    grad_t* p = grad + offset;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) atomicAdd(p + q, v[q]);
+  }
+};
+
 }  // namespace cuda
 }  // namespace cubecrop

@@ -54,6 +54,23 @@ void for_each_thread(int64_t rows, const F& body) {
       for (int tx = 0; tx < items::kLanes; ++tx) body(bx, ty, tx);
 }
 
+// The window kernel's atomics as plain adds (cube_items.h's Emit), in the emulation's thread
+// order. counts[0]: voxels emitted by add4 (the unmasked interior chunks), counts[1]: by add
+// (masked chunks, general rows).
+template <typename grad_t, typename index_t>
+struct AddGrad {
+  grad_t* grad;
+  int64_t* counts;
+  void add(index_t offset, grad_t v) const {
+    grad[offset] += v;
+    ++counts[1];
+  }
+  void add4(index_t offset, const grad_t v[items::kWindowVoxelsPerLane]) const {
+    for (int q = 0; q < items::kWindowVoxelsPerLane; ++q) grad[offset + q] += v[q];
+    counts[0] += items::kWindowVoxelsPerLane;
+  }
+};
+
 // paths[3]: cubes per RowPath.
 template <typename scalar_t, typename index_t>
 void forward(const scalar_t* video, const int64_t* sizes, const int64_t* strides, const scalar_t* centers, int64_t k,
@@ -83,7 +100,8 @@ void forward(const scalar_t* video, const int64_t* sizes, const int64_t* strides
 
 // grad_video: contiguous (N, C, T, H, W), overwritten. grad_centers: (N, K, 3), overwritten.
 // paths[0..1]: window-kernel cubes interior / general; paths[2..3]: gather batch items
-// that took the all-interior loop / the general one.
+// that took the all-interior loop / the general one; paths[4..5]: window voxels whose video
+// gradient went out by add4 (unmasked interior chunks) / by add (see AddGrad).
 template <typename scalar_t, typename index_t>
 void backward(const scalar_t* grad_out, const scalar_t* video, const int64_t* sizes, const int64_t* strides,
               const scalar_t* centers, int64_t k, const int64_t* size, int64_t mode, int gather, scalar_t* grad_video,
@@ -106,7 +124,7 @@ void backward(const scalar_t* grad_out, const scalar_t* video, const int64_t* si
       for_each_thread(size[1] + 1, [&](int64_t bx, int ty, int tx) {
         items::window_thread<true, true, scalar_t, acc_t, index_t>(
             grad_out + cube * cube_numel, video + (cube / k) * strides[0], s, g, cw, c, jt, static_cast<index_t>(bx),
-            ty, tx, centre, [&](index_t offset, acc_t value) { grad_n[offset] += value; });
+            ty, tx, centre, AddGrad<acc_t, index_t>{grad_n, paths + 4});
       });
     }
     for (int a = 0; a < 3; ++a) grad_centers[cube * 3 + a] = static_cast<scalar_t>(centre[a] * g.slope[a]);
@@ -201,7 +219,8 @@ extern "C" {
 CUBECROP_EMU_FORWARD(emu_crop_forward_f32, float)
 CUBECROP_EMU_FORWARD(emu_crop_forward_f64, double)
 
-// paths[4] (added to): window cubes interior / general, gather batch items all-interior / general.
+// paths[6] (added to): window cubes interior / general, gather batch items all-interior / general,
+// window voxels emitted by add4 / by add.
 #define CUBECROP_EMU_BACKWARD(NAME, T)                                                                          \
   void NAME(const T* grad_out, const T* video, const int64_t* sizes, const int64_t* strides, const T* centers, \
             int64_t k, const int64_t* size, int64_t mode, int gather, int use_int32, T* grad_video,           \
