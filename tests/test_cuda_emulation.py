@@ -54,7 +54,12 @@ def _ptr(tensor):
 
 
 def _suffix(dtype):
-    return {torch.float32: "f32", torch.float64: "f64"}[dtype]
+    return {torch.float32: "f32", torch.float64: "f64", torch.float16: "f16", torch.bfloat16: "bf16"}[dtype]
+
+
+def _acc_dtype(dtype):
+    """The kernels' accumulation type (acc_type): float64 for float64 videos, else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 PATHS = ("interior+packets", "interior", "general")  # cube_items.h RowPath, in order
@@ -75,17 +80,21 @@ def emu_forward(emu, video, centers, size, mode, use_int32=True):
 
 def emu_backward(emu, grad_out, video, centers, size, mode, gather, use_int32=True, paths=None):
     """Both gradients; the video gradient from the window kernel's atomics or the gather.
-    paths (4 int64, added to): window cubes interior / general, gather batch items all-interior / general."""
+    fp16/bf16 videos: centres and their gradient in float32, the video gradient in the video's
+    dtype (the atomics round every add to it, the gather rounds once).
+    paths (6 int64, added to): window cubes interior / general, gather batch items all-interior / general,
+    window voxels whose video gradient went out in an unmasked 4-voxel chunk (add4) / one by one (add)."""
     n, c = video.shape[:2]
     k = centers.shape[1]
+    acc = _acc_dtype(video.dtype)
     grad_video = torch.full(video.shape, float("nan"), dtype=video.dtype)
-    grad_centers = torch.full((n, k, 3), float("nan"), dtype=video.dtype)
+    grad_centers = torch.full((n, k, 3), float("nan"), dtype=acc)
     fn = getattr(emu, f"emu_crop_backward_{_suffix(video.dtype)}")
-    centers = centers.to(video.dtype).contiguous()
+    centers = centers.to(acc).contiguous()
     grad_out = grad_out.contiguous()
     fn(_ptr(grad_out), _ptr(video), _i64(video.shape), _i64(video.stride()), _ptr(centers), _int(k), _i64(size), _int(mode),
        ctypes.c_int(int(gather)), ctypes.c_int(int(use_int32)), _ptr(grad_video), _ptr(grad_centers),
-       paths if paths is not None else _i64([0, 0, 0, 0]))
+       paths if paths is not None else _i64([0] * 6))
     return grad_video, grad_centers
 
 
@@ -215,11 +224,172 @@ def test_backward_paths_each_taken(emu):
     for mode in ("zeros", "border"):
         _, ref_video, ref_centers = reference_grads(video, centers, size, mode, grad_out)
         for gather in (False, True):
-            paths = _i64([0, 0, 0, 0])
+            paths = _i64([0] * 6)
             gv, gc = emu_backward(emu, grad_out, video, centers, size, MODES[mode], gather, paths=paths)
-            assert list(paths) == ([3, 1, 1, 1] if gather else [3, 1, 0, 0])
+            assert list(paths)[:4] == ([3, 1, 1, 1] if gather else [3, 1, 0, 0])
             torch.testing.assert_close(gv, ref_video, rtol=1e-10, atol=1e-10)
             torch.testing.assert_close(gc, ref_centers, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("size", [(3, 5, 136), (2, 9, 270), (1, 1, 131), (4, 2, 128), (2, 3, 5)])
+def test_backward_window_interior_rows(emu, dtype, size):
+    """Interior cubes' window rows: lane 0's masked first chunk, then unmasked chunks (lane 0's
+    too once past x = 128 when Dw >= 132), the masked row end; rows with all 4 grad_out
+    source rows and the window's first and last rows in t and y (1 or 2 source rows; every row
+    when Dt = 1 or Dh = 1). Each window voxel's video gradient goes out exactly once."""
+    g = torch.Generator().manual_seed(sum(size))
+    c, extents = 2, (size[0] + 3, size[1] + 4, size[2] + 9)
+    video = torch.randn(2, c, *extents, generator=g, dtype=torch.float64)
+    d = torch.tensor(size, dtype=torch.float64)
+    starts = torch.tensor([[[1.0, 2.0, 3.0], [2.0, 1.0, 7.0], [0.0, 3.0, 1.0]],
+                           [[1.0, 0.0, 0.0], [2.0, 3.0, 4.0], [1.0, 2.0, 2.0]]], dtype=torch.float64)
+    fracs = torch.rand(2, 3, 3, generator=g, dtype=torch.float64) * 0.9 + 0.05
+    fracs[1, 0] = 0.0  # an integer start: frac 0 on every axis
+    centers = starts + fracs + d / 2
+    grad_out = torch.randn(2, 3, c, *size, generator=g, dtype=torch.float64)
+    _, ref_video, ref_centers = reference_grads(video, centers, size, "zeros", grad_out)
+    tol = 1e-10 if dtype == torch.float64 else 2e-4
+    window_voxels = 6 * c * int(torch.prod(d + 1))
+    for use_int32 in (True, False):
+        paths = _i64([0] * 6)
+        gv, gc = emu_backward(emu, grad_out.to(dtype), video.to(dtype), centers, size, 0, False, use_int32,
+                              paths=paths)
+        assert list(paths)[:2] == [6, 0]  # every cube interior
+        assert paths[4] + paths[5] == window_voxels
+        assert (paths[4] > 0) == (size[2] >= 8)  # an unmasked chunk needs jw0 >= 1 (so >= 4) and jw0 + 4 <= Dw
+        torch.testing.assert_close(gv.double(), ref_video, rtol=tol, atol=tol)
+        torch.testing.assert_close(gc.double(), ref_centers, rtol=tol, atol=tol)
+
+
+# fp16 / bf16 video gradients. The window kernel's atomics add each window voxel's float32
+# value into the gradient in the video's dtype: the value is rounded to it, then the sum, so
+# a voxel that n window voxels land on carries n + 1 roundings, in whatever order the adds
+# come (the emulation's: cube by cube, then plane, row, lane; the device's: any). The
+# deterministic gather sums in float32 and rounds once.
+UNIT_ROUNDOFF = {torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}  # half the spacing at 1
+SUBNORMAL_STEP = {torch.float16: 2.0**-24, torch.bfloat16: 2.0**-133}  # the smallest subnormal
+
+
+def window_fold_counts(video_shape, centers, size, mode):
+    """(N, T, H, W): how many window voxels of the cubes land on each input voxel, i.e. how
+    many atomic adds it receives per channel (cubecrop_math.h's axis_taps and resolve_index,
+    computed in the centres' dtype as the kernels do)."""
+    n, _, *extents = video_shape
+    hist = []
+    for a in range(3):
+        d, e = size[a], extents[a]
+        s = (centers[..., a] - d / 2).clamp(-(d + 2), e + 1)
+        f = torch.floor(s)
+        f = torch.where((f == s) & (f + d == e) & (f >= 1), f - 1, f)  # the upper-edge rule
+        idx = f.long().unsqueeze(-1) + torch.arange(d + 1)  # (N, K, D + 1): window voxel -> input index
+        if mode == "border":
+            idx = idx.clamp(0, e - 1)
+        inside = (idx >= 0) & (idx < e)
+        h = torch.zeros(*idx.shape[:2], e + 1, dtype=torch.float64)
+        hist.append(h.scatter_add(-1, torch.where(inside, idx, e), torch.ones_like(idx, dtype=torch.float64))[..., :e])
+    return torch.einsum("nkt,nkh,nkw->nthw", *hist)
+
+
+def half_grad_bound(video, centers, size, mode, grad_out, dtype, gather):
+    """Per-voxel bound on |video gradient - float64 reference| for an fp16 / bf16 video:
+    with u the unit roundoff and S the sum of the |values| added into the voxel (the
+    reference gradient of |grad_out|: the trilinear weights are >= 0), n + 1 roundings
+    (atomics: n the adds, from window_fold_counts) or one (gather) give at most
+    ((1 + u)^(n + 1) - 1) S (recursive summation, the float32 values rounded first), plus a
+    subnormal step per rounding and 1e-5 S for the float32 arithmetic before it."""
+    u, step = UNIT_ROUNDOFF[dtype], SUBNORMAL_STEP[dtype]
+    _, s, _ = reference_grads(video.double(), centers, size, mode, grad_out.double().abs())
+    if gather:
+        rounds = torch.ones_like(s)
+    else:
+        counts = window_fold_counts(video.shape, centers, size, mode)
+        rounds = counts.unsqueeze(1).expand(video.shape) + 1
+    return (torch.pow(1 + u, rounds) - 1) * s + 1e-5 * s + rounds * step
+
+
+def assert_within(actual, expected, bound, msg=""):
+    err = (actual.double() - expected).abs()
+    worst = (err - bound).argmax()
+    assert bool((err <= bound).all()), (f"{msg}: |error| {err.flatten()[worst].item():.3g} > bound "
+                                        f"{bound.flatten()[worst].item():.3g} at flat index {worst.item()}")
+
+
+HALF_DTYPES = [torch.float16, torch.bfloat16]
+
+
+@pytest.mark.parametrize("gather", [False, True], ids=["window-atomic", "gather"])
+@pytest.mark.parametrize("dtype", HALF_DTYPES)
+@pytest.mark.parametrize("mode", ["zeros", "border"])
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_backward_half_matches_reference(emu, gather, dtype, mode, case):
+    """fp16 / bf16 videos: the video gradient within half_grad_bound of the reference (K = 4
+    cubes with overlaps, border folds, far-outside cubes); the centre gradient, computed in
+    float32 from the same fp16 / bf16 values, within the float32 tolerance."""
+    shape, size = CASES[case]
+    g = torch.Generator().manual_seed(200 + case)
+    video = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+    centers = random_centers(shape[0], 4, shape[2:], size, g).float()
+    grad_out = torch.randn(shape[0], 4, shape[1], *size, generator=g, dtype=torch.float64).to(dtype)
+    _, ref_video, ref_centers = reference_grads(video.double(), centers.double(), size, mode, grad_out.double())
+    bound = half_grad_bound(video, centers.double(), size, mode, grad_out, dtype, gather)
+    for name, layout in _layouts(video):
+        for use_int32 in (True, False):
+            gv, gc = emu_backward(emu, grad_out, layout, centers, size, MODES[mode], gather, use_int32)
+            msg = f"{name} int32={use_int32}"
+            assert gv.dtype == dtype and gc.dtype == torch.float32
+            assert_within(gv, ref_video, bound, msg)
+            torch.testing.assert_close(gc.double(), ref_centers, rtol=2e-4, atol=2e-4, msg=msg)
+
+
+def _round_to(x, dtype):
+    return x.to(dtype).float()
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES)
+@pytest.mark.parametrize("layout_index", [0, 2], ids=["contiguous", "offset1"])
+def test_backward_half_atomics_round_every_add(emu, dtype, layout_index):
+    """The fp16 / bf16 emulation, exactly: in zeros mode no cube folds two window voxels onto
+    one input voxel, so each voxel gets one add per cube, in cube order; the float32
+    emulation of cube k alone gives each add's value a_k (same float32 arithmetic on the
+    same values), and the fp16 / bf16 gradient must be r = round(r + round(a_k)) over
+    k = 0 .. K-1, bit for bit (a sum of two fp16 / bf16 values rounds the same from
+    float32). The gather rounds its float32 sum once; the centre gradient is the float32 one."""
+    shape, size = (2, 2, 5, 11, 19), (2, 4, 9)
+    g = torch.Generator().manual_seed(31)
+    video = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+    centers = random_centers(shape[0], 4, shape[2:], size, g).float()
+    centers[:, 3] = centers[:, 0] + torch.tensor([0.5, 1.25, 2.75])  # overlaps cube 0
+    centers[1, 1] = torch.tensor([2.4, 5.6, 9.3])  # interior
+    grad_out = torch.randn(shape[0], 4, shape[1], *size, generator=g, dtype=torch.float64).to(dtype)
+    layout = list(_layouts(video))[layout_index][1]
+    layout32 = list(_layouts(video.float()))[layout_index][1]
+    gv, gc = emu_backward(emu, grad_out, layout, centers, size, 0, False)
+    gv32, gc32 = emu_backward(emu, grad_out.float(), layout32, centers, size, 0, False)
+    assert torch.equal(gc, gc32)
+    expected = torch.zeros(shape, dtype=torch.float32)
+    for k in range(4):
+        a_k, _ = emu_backward(emu, grad_out[:, k:k + 1].float(), layout32, centers[:, k:k + 1], size, 0, False)
+        expected = _round_to(expected + _round_to(a_k, dtype), dtype)
+    assert torch.equal(gv.float(), expected)
+    assert not torch.equal(gv.float(), _round_to(gv32, dtype))  # the fp32 accumulator rounded once differs
+    gv, gc = emu_backward(emu, grad_out, layout, centers, size, 0, True)
+    gv32, gc32 = emu_backward(emu, grad_out.float(), layout32, centers, size, 0, True)
+    assert torch.equal(gv.float(), _round_to(gv32, dtype)) and torch.equal(gc, gc32)
+
+
+def test_window_fold_counts():
+    """The counts the bounds use, worked by hand: cube 0 (window 3 x 4 x 5) reaches past
+    t = 0, y = 0 and x = W - 1, so border mode folds 2 x 2 x 3 of its window voxels onto the
+    corner (0, 0, W - 1); cube 1 starts exactly at x = W - Dw (the upper-edge rule: its taps
+    start one lower, 16 .. 20) and overlaps cube 0 near that corner."""
+    size, extents = (2, 3, 4), (5, 7, 21)
+    centers = torch.tensor([[[0.3, 1.2, 20.9], [1.5, 2.5, 19.0]]], dtype=torch.float64)
+    zeros = window_fold_counts((1, 1, *extents), centers, size, "zeros")
+    border = window_fold_counts((1, 1, *extents), centers, size, "border")
+    assert zeros.sum().item() == 18 + 60 and zeros.max().item() == 2  # cube 0: 2 x 3 x 3 window voxels inside
+    assert zeros[0, 0, 1:3, 16].tolist() == [1.0, 1.0] and zeros[0, 0, 1, 18].item() == 2
+    assert border.sum().item() == 120 and border.max().item() == 12 and border[0, 0, 0, 20].item() == 12
 
 
 def test_backward_gather_many_cubes(emu):

@@ -8,6 +8,12 @@ crop's vector and element paths per dtype pair, uint8 -> fp16 included), bitwise
 of the deterministic video gradient, and CUDA-graph capture through
 torch.compile(mode="reduce-overhead"). Skipped, with the reason, without a GPU
 or without the CUDA kernels built (FORCE_CUDA=1).
+
+fp16/bf16 video gradients: the atomic path adds into the gradient in the video's dtype,
+rounding every add, so they are compared with the reference within half_grad_bound
+(tests/test_cuda_emulation.py): ((1 + u)^(n + 1) - 1) S per voxel, u the dtype's unit
+roundoff (2^-11 fp16, 2^-8 bf16), n the window voxels that land on it, S the sum of their
+|values|; the deterministic gather rounds once (n + 1 = 1).
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import torch
 import cubecrop
 from cubecrop import reference
 from cubecrop._extension import has_kernel
+from test_cuda_emulation import assert_within, half_grad_bound
 
 OPS = ("crop_cubes", "crop_cubes_backward", "crop_cubes_int")
 
@@ -50,6 +57,17 @@ def _cuda_crop_and_grads(video, centers, size, mode, grad_out):
     out = cubecrop.crop_cubes(v, c, size, mode, backend="cuda")
     out.backward(grad_out)
     return out.detach(), v.grad, c.grad
+
+
+def _check_video_grad(gv, video, centers, size, mode, grad_out, tol, gather=False):
+    """gv against the reference: fp16/bf16 within half_grad_bound (per-add rounding in the
+    atomic path, one rounding in the gather), other dtypes within tol."""
+    v, c, go = video.detach().cpu(), centers.detach().cpu().double(), grad_out.detach().cpu()
+    _, ref_gv, _ = _ref_crop_and_grads(v, c, size, mode, go)
+    if video.dtype in (torch.float16, torch.bfloat16):
+        assert_within(gv.cpu(), ref_gv, half_grad_bound(v, c, size, mode, go, video.dtype, gather), str(video.dtype))
+    else:
+        torch.testing.assert_close(gv.cpu().double(), ref_gv, rtol=tol, atol=tol * 4)
 
 
 def _misaligned(video):
@@ -89,7 +107,7 @@ def test_packet_and_element_paths(dtype, width, layout, mode):
     ref_out, ref_gv, ref_gc = _ref_crop_and_grads(video, centers.to(cd), size, mode, grad_out)
     tol = TOL[dtype]
     torch.testing.assert_close(out.cpu().double(), ref_out, rtol=tol, atol=tol)
-    torch.testing.assert_close(gv.cpu().double(), ref_gv, rtol=tol, atol=tol * 4)
+    _check_video_grad(gv, video, centers.to(cd), size, mode, grad_out, tol)
     # The centre gradient sums many terms: compare relative to its scale.
     scale = ref_gc.abs().max().item() + 1
     torch.testing.assert_close(gc.cpu().double(), ref_gc, rtol=tol * 4, atol=tol * 4 * scale)
@@ -133,7 +151,7 @@ def test_each_forward_and_backward_path(dtype, path, dw):
         out, gv, gc = _cuda_crop_and_grads(video, centers.to(cd).to(DEVICE), size, mode, grad_out)
         ref_out, ref_gv, ref_gc = _ref_crop_and_grads(video, centers.to(cd), size, mode, grad_out)
         torch.testing.assert_close(out.cpu().double(), ref_out, rtol=tol, atol=tol)
-        torch.testing.assert_close(gv.cpu().double(), ref_gv, rtol=tol, atol=tol * 4)
+        _check_video_grad(gv, video, centers.to(cd), size, mode, grad_out, tol)
         scale = ref_gc.abs().max().item() + 1
         torch.testing.assert_close(gc.cpu().double(), ref_gc, rtol=tol * 4, atol=tol * 4 * scale)
 
@@ -143,8 +161,8 @@ def test_each_forward_and_backward_path(dtype, path, dw):
 @pytest.mark.parametrize("need", ["both", "video", "centers"])
 def test_backward_video_gradient_paths(dtype, deterministic, need):
     """Deterministic mode: the video gradient is the gather, written once in the video's dtype;
-    else the window kernel's atomics (an fp32 buffer for fp16/bf16). Each with either gradient
-    alone (the window kernel's video-only and centre-only instantiations)."""
+    else the window kernel's atomics, straight into the video's dtype (fp16/bf16 too). Each
+    with either gradient alone (the window kernel's video-only and centre-only instantiations)."""
     g = torch.Generator().manual_seed(int(deterministic))
     n, c, t, h, w, k = 2, 2, 6, 12, 40, 5
     size = (2, 4, 8)
@@ -163,7 +181,7 @@ def test_backward_video_gradient_paths(dtype, deterministic, need):
     tol = TOL[dtype]
     if need != "centers":
         assert gv.dtype == dtype and gv.is_contiguous()
-        torch.testing.assert_close(gv.cpu().double(), ref_gv, rtol=tol, atol=tol * 4)
+        _check_video_grad(gv, video, centers.to(cd), size, "border", grad_out, tol, gather=deterministic)
     else:
         assert gv.numel() == 0
     if need != "video":
@@ -274,7 +292,8 @@ def test_centre_gradient_bitwise_reproducible(dtype):
 @pytest.mark.parametrize("mode", [0, 1])
 def test_deterministic_video_gradient(dtype, mode):
     """Heavily overlapping cubes (and border folding): the deterministic gather is bitwise stable and
-    matches the atomic path up to summation order."""
+    matches the atomic path up to summation order (fp32/fp64); in fp16 the atomic path rounds every
+    add, so both are checked against the reference instead (half_grad_bound)."""
     g = torch.Generator().manual_seed(1)
     video = torch.randn(2, 4, 6, 20, 20, generator=g).to(dtype).to(DEVICE)
     centers = (torch.tensor([3.0, 10.0, 10.0]) + torch.randn(2, 40, 3, generator=g) * 3).to(DEVICE)
@@ -292,8 +311,66 @@ def test_deterministic_video_gradient(dtype, mode):
         assert torch.equal(grad_video, runs[0][0])
         assert torch.equal(grad_centers, runs[0][1])
     assert torch.equal(runs[0][1], atomic[1])  # the centre gradient takes the same path in both modes
-    tol = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 1e-2}[dtype]
+    if dtype == torch.float16:
+        mode_name = ("zeros", "border")[mode]
+        _check_video_grad(atomic[0], video, centers, [3, 8, 8], mode_name, grad_out, None, gather=False)
+        _check_video_grad(runs[0][0], video, centers, [3, 8, 8], mode_name, grad_out, None, gather=True)
+        return
+    tol = {torch.float64: 1e-10, torch.float32: 1e-5}[dtype]
     torch.testing.assert_close(runs[0][0].double(), atomic[0].double(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_video_gradient_atomics_in_dtype(dtype):
+    """The atomic fp16/bf16 video gradient adds straight into the video's dtype (packed
+    two-element atomics), without an fp32 buffer:
+    - exactly: one interior cube per batch item in zeros mode gets one add per voxel, so the
+      result is the fp32 kernel's value rounded once; two overlapping cubes get two adds, whose
+      result round(round(a0) + round(a1)) does not depend on their order (a_k: the fp32 kernel
+      on cube k alone). Odd and even x starts cover both pairings of add4 (two aligned pairs, or
+      zero + v0, v1 + v2, v3 + zero); an odd W makes rows start on either parity;
+    - within half_grad_bound: K = 6 cubes piled on one spot, and cubes past the corners, which
+      border mode folds onto the corner voxels (500 window voxels and more onto one voxel);
+    - memory: the backward allocates the gradient itself (and the centre partials), not a
+      float32 copy of it."""
+    g = torch.Generator().manual_seed(9)
+    n, c, t, h, w = 2, 3, 8, 24, 75
+    size = (3, 5, 36)
+    video = torch.randn(n, c, t, h, w, generator=g).to(dtype).to(DEVICE)
+    op = torch.ops.cubecrop.crop_cubes_backward
+
+    def atomic_grad(v, cen, go, mode):
+        return op(go, v, cen, list(size), mode, True, False)[0]
+
+    pair = torch.tensor([[[3.4, 9.6, 20.3], [4.1, 11.2, 23.7]],  # x starts 2 and 5
+                         [[2.9, 8.3, 37.2], [3.6, 9.9, 38.5]]], device=DEVICE)  # 19 and 20
+    grad_out = torch.randn(n, 2, c, *size, generator=g).to(dtype).to(DEVICE)
+    one = [atomic_grad(video.float(), pair[:, k:k + 1].contiguous(), grad_out[:, k:k + 1].float().contiguous(), 0)
+           for k in range(2)]
+    for k in range(2):
+        got = atomic_grad(video, pair[:, k:k + 1].contiguous(), grad_out[:, k:k + 1].contiguous(), 0)
+        assert got.dtype == dtype and torch.equal(got, one[k].to(dtype))
+    both = atomic_grad(video, pair, grad_out, 0)
+    assert torch.equal(both, (one[0].to(dtype).float() + one[1].to(dtype).float()).to(dtype))
+
+    pile = torch.tensor([4.0, 12.0, 37.5]) + torch.randn(n, 6, 3, generator=g) * torch.tensor([0.7, 2.0, 3.0])
+    corners = torch.tensor([[[-0.8, -1.5, -9.0], [8.9, 25.0, 80.0], [4.2, -2.2, 76.4]]] * n)
+    for centers, mode in ((pile, 0), (pile, 1), (corners, 1), (corners, 0)):
+        centers = centers.float().to(DEVICE)
+        go = torch.randn(n, centers.shape[1], c, *size, generator=g).to(dtype).to(DEVICE)
+        _check_video_grad(atomic_grad(video, centers, go, mode), video, centers, size, ("zeros", "border")[mode], go,
+                          None)
+
+    centers, go = pile.float().to(DEVICE), torch.randn(n, 6, c, *size, generator=g).to(dtype).to(DEVICE)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    grad_video, grad_centers = op(go, video, centers, list(size), 1, True, True)
+    torch.cuda.synchronize()
+    extra = torch.cuda.max_memory_allocated() - before
+    fp32_copy = video.numel() * 4
+    assert grad_video.dtype == dtype and grad_centers.dtype == torch.float32
+    assert extra < grad_video.numel() * grad_video.element_size() + fp32_copy // 2, (extra, fp32_copy)
 
 
 def test_compile_reduce_overhead_cuda_graphs():

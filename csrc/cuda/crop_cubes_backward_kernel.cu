@@ -8,10 +8,15 @@
 //   cube's (C, Dt+1, Dh+1, Dw+1) window, a thread row = a window row (c, jt, jh),
 //   one window voxel per lane and step. Each window voxel gathers its <= 8 grad_out
 //   sources (window_voxel_grad), so:
-//   - video gradient: ONE atomicAdd per window voxel (not 8 per output voxel);
+//   - video gradient: ONE atomic add per window voxel (not 8 per output voxel);
 //     atomics are only needed because different cubes may overlap, or border
-//     padding folds several window voxels onto an edge voxel. fp16/bf16 add
-//     into an fp32 buffer that is cast once at the end.
+//     padding folds several window voxels onto an edge voxel. They add into the
+//     zero-filled gradient in the video's dtype (AtomicGrad, kernel_common.cuh):
+//     fp16/bf16 as ATen's fastAtomicAdd (packed __half2 / __nv_bfloat162 pairs,
+//     an unmasked chunk's 4 voxels as 2 or 3 of them), so no fp32 buffer and no
+//     cast kernel, and a voxel's sum rounds to fp16/bf16 after every add, in
+//     whatever order the atomics land (as grid_sampler's backward); the gather
+//     below rounds once, in a fixed order.
 //   - centre gradient: each thread accumulates V[voxel] * d/da in acc_type, the
 //     block sums its threads in a fixed order (block_sum3) and writes one partial
 //     per (cube, plane, row block); no atomics.
@@ -22,11 +27,11 @@
 // crop_backward_gather_kernel (the video gradient under
 //   torch.use_deterministic_algorithms): plane = input plane
 //   (c, t), a thread row = an input row, one voxel per lane and step (coalesced
-//   stores in the video's dtype: every voxel written once, no zero fill, no fp32
-//   buffer, no atomics). The batch item's cube terms are staged in shared memory
-//   (K <= kTile) or computed as needed; each voxel adds the window voxels of cubes
-//   k = 0 .. K-1 that land on it, in that order. When every staged cube is
-//   interior, a loop without the padding ranges runs.
+//   stores in the video's dtype: every voxel written once, no zero fill, no
+//   atomics). The batch item's cube terms are staged in shared memory (K <= kTile)
+//   or computed as needed; each voxel adds the window voxels of cubes k = 0 .. K-1
+//   that land on it, in that order, in acc_type, and rounds once. When every
+//   staged cube is interior, a loop without the padding ranges runs.
 // Indexing: 64-bit batch/cube base pointers; index_t (int32 or int64, chosen by
 // fits_int32) inside one batch item / cube.
 #include "kernel_common.cuh"
@@ -45,7 +50,7 @@ __global__ void __launch_bounds__(kThreads)
     crop_backward_window_kernel(const scalar_t* __restrict__ grad_out, const scalar_t* __restrict__ video,
                                 int64_t video_batch_stride, const acc_t* __restrict__ centers, int64_t cubes_per_video,
                                 int64_t cubes, CubeShape<index_t> shape, int64_t cube_numel, int64_t grad_batch_numel,
-                                acc_t* __restrict__ grad_video, acc_t* __restrict__ centre_partials) {
+                                scalar_t* __restrict__ grad_video, acc_t* __restrict__ centre_partials) {
   __shared__ acc_t scratch[3 * kWarps];
   const int64_t window_t = int64_t{shape.size[0]} + 1;
   const int64_t planes = int64_t{shape.channels} * window_t;
@@ -55,14 +60,15 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t n = cube / cubes_per_video;
     const scalar_t* grad_cube = grad_out + cube * cube_numel;
     const scalar_t* video_n = video + n * video_batch_stride;
-    acc_t* grad_n = NEED_VIDEO ? grad_video + n * grad_batch_numel : nullptr;
+    const AtomicGrad<scalar_t, acc_t, index_t> emit{NEED_VIDEO ? grad_video + n * grad_batch_numel : nullptr,
+                                                    static_cast<index_t>(grad_batch_numel)};
     for (int64_t plane = blockIdx.y; plane < planes; plane += gridDim.y) {
       const index_t c = static_cast<index_t>(plane / window_t);
       const index_t jt = static_cast<index_t>(plane - int64_t{c} * window_t);
       acc_t centre[3] = {0, 0, 0};
       cuda_items::window_thread<NEED_VIDEO, NEED_CENTRE, scalar_t, acc_t, index_t>(
           grad_cube, video_n, shape, g, cw, c, jt, static_cast<index_t>(blockIdx.x), threadIdx.y, threadIdx.x, centre,
-          [&](index_t offset, acc_t value) { atomicAdd(grad_n + offset, value); });
+          emit);
       if (NEED_CENTRE) {
         block_sum3(centre, scratch);  // uniform trip counts: every thread of the block gets here
         if (threadIdx.x == 0 && threadIdx.y == 0) {
@@ -146,7 +152,7 @@ __global__ void __launch_bounds__(kThreads)
 
 template <typename scalar_t, typename acc_t, typename index_t, bool NEED_VIDEO, bool NEED_CENTRE>
 void launch_window_kernel(const CropProblem& p, const CubeShape<index_t>& shape, const void* grad_out,
-                          const void* video, const void* centers, void* grad_video_accum, void* centre_partials,
+                          const void* video, const void* centers, void* grad_video, void* centre_partials,
                           cudaStream_t stream) {
   const int64_t cube_numel = p.channels * p.size[0] * p.size[1] * p.size[2];
   const int64_t voxels = p.channels * p.extent[0] * p.extent[1] * p.extent[2];
@@ -155,24 +161,24 @@ void launch_window_kernel(const CropProblem& p, const CubeShape<index_t>& shape,
   crop_backward_window_kernel<scalar_t, acc_t, index_t, NEED_VIDEO, NEED_CENTRE><<<grid, block_dims(), 0, stream>>>(
       static_cast<const scalar_t*>(grad_out), static_cast<const scalar_t*>(video), p.stride[0],
       static_cast<const acc_t*>(centers), p.cubes_per_video, cubes, shape, cube_numel, voxels,
-      static_cast<acc_t*>(grad_video_accum), static_cast<acc_t*>(centre_partials));
+      static_cast<scalar_t*>(grad_video), static_cast<acc_t*>(centre_partials));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 template <typename scalar_t>
 void launch_window(const CropProblem& p, const void* grad_out, const void* video, const void* centers,
-                   void* grad_video_accum, void* centre_partials, void* grad_centers, cudaStream_t stream) {
+                   void* grad_video, void* centre_partials, void* grad_centers, cudaStream_t stream) {
   using acc_t = acc_type<scalar_t>;
   const int64_t cubes = p.batch * p.cubes_per_video;
   dispatch_index_type(p.use_int32, [&](auto index_tag) {
     using index_t = decltype(index_tag);
     const auto shape = make_shape<index_t>(p);
-    if (grad_video_accum != nullptr && centre_partials != nullptr) {
-      launch_window_kernel<scalar_t, acc_t, index_t, true, true>(p, shape, grad_out, video, centers, grad_video_accum,
+    if (grad_video != nullptr && centre_partials != nullptr) {
+      launch_window_kernel<scalar_t, acc_t, index_t, true, true>(p, shape, grad_out, video, centers, grad_video,
                                                                   centre_partials, stream);
-    } else if (grad_video_accum != nullptr) {
+    } else if (grad_video != nullptr) {
       launch_window_kernel<scalar_t, acc_t, index_t, true, false>(p, shape, grad_out, video, centers,
-                                                                   grad_video_accum, nullptr, stream);
+                                                                   grad_video, nullptr, stream);
     } else if (centre_partials != nullptr) {
       launch_window_kernel<scalar_t, acc_t, index_t, false, true>(p, shape, grad_out, video, centers, nullptr,
                                                                    centre_partials, stream);
@@ -206,20 +212,20 @@ void launch_gather(const CropProblem& p, const void* grad_out, const void* cente
 }  // namespace
 
 void launch_crop_backward_window(DType scalar, const CropProblem& p, const void* grad_out, const void* video,
-                                 const void* centers, void* grad_video_accum, void* centre_partials,
+                                 const void* centers, void* grad_video, void* centre_partials,
                                  void* grad_centers, cudaStream_t stream) {
   switch (scalar) {
     case DType::kHalf:
-      return launch_window<c10::Half>(p, grad_out, video, centers, grad_video_accum, centre_partials, grad_centers,
+      return launch_window<c10::Half>(p, grad_out, video, centers, grad_video, centre_partials, grad_centers,
                                       stream);
     case DType::kBFloat16:
-      return launch_window<c10::BFloat16>(p, grad_out, video, centers, grad_video_accum, centre_partials,
+      return launch_window<c10::BFloat16>(p, grad_out, video, centers, grad_video, centre_partials,
                                           grad_centers, stream);
     case DType::kFloat:
-      return launch_window<float>(p, grad_out, video, centers, grad_video_accum, centre_partials, grad_centers,
+      return launch_window<float>(p, grad_out, video, centers, grad_video, centre_partials, grad_centers,
                                   stream);
     case DType::kDouble:
-      return launch_window<double>(p, grad_out, video, centers, grad_video_accum, centre_partials, grad_centers,
+      return launch_window<double>(p, grad_out, video, centers, grad_video, centre_partials, grad_centers,
                                    stream);
     default: TORCH_CHECK(false, "crop_cubes_backward (CUDA): unsupported video dtype");
   }

@@ -350,13 +350,23 @@ CUBECROP_HD CubeTerms<acc_t, index_t> cube_terms(const acc_t* center, const Cube
 // their grad_out taps along x (XV + 1 loads per source row instead of 2 XV).
 constexpr int kWindowVoxelsPerLane = 4;
 
+// The fused backward hands its video gradient to an Emit object (the kernel's atomics, the
+// emulation's adds), offsets being into the batch item's contiguous (C, T, H, W) gradient:
+//   emit.add(offset, v): adds v to voxel `offset`;
+//   emit.add4(offset, v): adds v[q] to voxel offset + q, q < kWindowVoxelsPerLane: voxels of one
+//     gradient row whose neighbours offset - 1 and offset + kWindowVoxelsPerLane are voxels of
+//     that row too (so a packed two-voxel atomic may pair an end voxel with its neighbour and
+//     add zero there).
+
 // The interior window row chunk of voxels jw0 .. jw0 + XV - 1 (those <= Dw): the source
 // rows are first combined along t and y at x = jw0 - 1 .. jw0 + XV - 1, as the gradient
 // (tap_weights) and its t and y derivatives (tap_weight_derivatives); then each voxel is
 // window_gather of two neighbours (window_gather_derivative for x). FULL: every x is
-// inside [0, Dw) and every voxel <= Dw, so no lane masks.
-template <bool FULL, bool NEED_VIDEO, bool NEED_CENTRE, typename scalar_t, typename acc_t, typename index_t,
-          typename Emit>
+// inside [0, Dw) and every voxel <= Dw (jw0 >= 1, jw0 + XV <= Dw), so no lane masks.
+// ALL_ROWS: all 4 source rows exist, so no row test. Every variant does the same float
+// operations in the same order for each voxel it handles.
+template <bool FULL, bool ALL_ROWS, bool NEED_VIDEO, bool NEED_CENTRE, typename scalar_t, typename acc_t,
+          typename index_t, typename Emit>
 CUBECROP_HD void window_interior_chunk(const scalar_t* const rows[4], const scalar_t* vrow, index_t stride_w,
                                        index_t grow, index_t jw0, index_t dw, const CubeWeights<acc_t>& cw, acc_t ax,
                                        acc_t centre[3], const Emit& emit) {
@@ -366,11 +376,12 @@ CUBECROP_UNROLL
   for (int q = 0; q <= XV; ++q) sum[q] = sum_t[q] = sum_y[q] = static_cast<acc_t>(0);
 CUBECROP_UNROLL
   for (int r = 0; r < 4; ++r) {
-    if (rows[r] == nullptr) continue;  // uniform over the warp (one window row)
+    if (!ALL_ROWS && rows[r] == nullptr) continue;  // uniform over the warp (one window row)
+    const scalar_t* src = rows[r] + jw0;              // x = jw0 - 1 + q is src[q - 1]
 CUBECROP_UNROLL
     for (int q = 0; q <= XV; ++q) {
       const index_t j = jw0 - 1 + q;
-      const acc_t gv = (FULL || (j >= 0 && j < dw)) ? static_cast<acc_t>(rows[r][j]) : static_cast<acc_t>(0);
+      const acc_t gv = (FULL || (j >= 0 && j < dw)) ? static_cast<acc_t>(src[q - 1]) : static_cast<acc_t>(0);
       sum[q] += cw.w[r] * gv;
       if (NEED_CENTRE) {
         sum_t[q] += cw.dwt[r] * gv;
@@ -378,24 +389,28 @@ CUBECROP_UNROLL
       }
     }
   }
+  const scalar_t* v0 = vrow + jw0 * stride_w;
+  acc_t grad[XV];
 CUBECROP_UNROLL
   for (int q = 0; q < XV; ++q) {
     const index_t jw = jw0 + q;
     if (!FULL && jw > dw) break;
-    if (NEED_VIDEO) emit(grow + jw, window_gather(sum[q + 1], sum[q], ax));
+    grad[q] = window_gather(sum[q + 1], sum[q], ax);
+    if constexpr (NEED_VIDEO && !FULL) emit.add(grow + jw, grad[q]);
     if (NEED_CENTRE) {
-      const acc_t v = static_cast<acc_t>(vrow[jw * stride_w]);
+      const acc_t v = static_cast<acc_t>(v0[q * stride_w]);
       centre[0] += v * window_gather(sum_t[q + 1], sum_t[q], ax);
       centre[1] += v * window_gather(sum_y[q + 1], sum_y[q], ax);
       centre[2] += v * window_gather_derivative(sum[q + 1], sum[q]);
     }
   }
+  if constexpr (NEED_VIDEO && FULL) emit.add4(grow + jw0, grad);
 }
 
 // Everything thread (tx, ty) of block `bx` does for window plane (c, jt) of one cube in
-// the fused backward: for each window voxel that reads an input voxel, emit(offset, value)
-// with offset into the batch item's contiguous (C, T, H, W) gradient (when NEED_VIDEO),
-// and, when NEED_CENTRE, centre[a] += V * d/da. video: the batch item's first element.
+// the fused backward: for each window voxel that reads an input voxel, its video gradient
+// to `emit` (when NEED_VIDEO; see Emit above), and, when NEED_CENTRE, centre[a] += V * d/da.
+// video: the batch item's first element.
 template <bool NEED_VIDEO, bool NEED_CENTRE, typename scalar_t, typename acc_t, typename index_t, typename Emit>
 CUBECROP_HD void window_thread(const scalar_t* grad_cube, const scalar_t* video, const CubeShape<index_t>& s,
                                const CubeGeometry<acc_t, index_t>& g, const CubeWeights<acc_t>& cw, index_t c,
@@ -404,24 +419,51 @@ CUBECROP_HD void window_thread(const scalar_t* grad_cube, const scalar_t* video,
   const index_t T = s.extent[0], H = s.extent[1], W = s.extent[2];
   if (g.interior) {
     constexpr int XV = kWindowVoxelsPerLane;
+    constexpr index_t kStep = kLanes * XV;
+    // Once per plane: where window row jh = 0 of plane (c, jt) reads grad_out (its source row
+    // (jt, jh), see grad_source_rows) and the video, and where it writes the gradient; window
+    // row jh is these plus jh rows. Which of the 4 source rows exist is a t part (per plane)
+    // and a y part (per row).
+    const index_t dh = s.size[1], plane = s.size[1] * s.size[2];
     const index_t vt = g.start[0] + jt;
+    const scalar_t* src_plane = grad_cube + (c * s.size[0] + jt) * plane;
+    const scalar_t* video_plane = video + c * s.stride[0] + vt * s.stride[1] + g.start[1] * s.stride[2] +
+                                  g.start[2] * s.stride[3];
+    const index_t grad_plane = ((c * T + vt) * H + g.start[1]) * W + g.start[2];
+    const bool t_ok[2] = {jt < s.size[0], jt >= 1};
+    const bool t_both = t_ok[0] && t_ok[1];
+    const index_t full_end = dw - XV;  // a chunk at jw0 >= 1 needs no x mask while jw0 <= full_end
     for (int i = 0; i < kRowsPerThread; ++i) {  // sass-loop: backward-window-interior fp32=4
       const index_t jh = block_row(bx, ty, i);
       if (jh >= wh) break;
+      const bool h_ok[2] = {jh < dh, jh >= 1};
+      const scalar_t* here = src_plane + jh * dw;
       const scalar_t* rows[4];
-      grad_source_rows<scalar_t, index_t>(grad_cube, s, c, jt, jh, rows);
-      const index_t vh = g.start[1] + jh;
-      const scalar_t* vrow = video + c * s.stride[0] + vt * s.stride[1] + vh * s.stride[2] + g.start[2] * s.stride[3];
-      const index_t grow = ((c * T + vt) * H + vh) * W + g.start[2];
-      // Whole chunks without masks while they last (lane 0's first chunk reads x = -1: masked),
-      // then the masked rest of the row.
+CUBECROP_UNROLL
+      for (int r = 0; r < 4; ++r)
+        rows[r] = t_ok[r >> 1] && h_ok[r & 1] ? here - (r >> 1) * plane - (r & 1) * dw : nullptr;
+      const scalar_t* vrow = video_plane + jh * s.stride[2];
+      const index_t grow = grad_plane + jh * W;
+      // Chunks in order along the row: lane 0's first one reads x = -1 (masked), then whole
+      // chunks without masks while they last, then the masked rest of the row.
       index_t jw0 = static_cast<index_t>(tx) * XV;
-      for (; jw0 >= 1 && jw0 + XV <= dw; jw0 += kLanes * XV)  // sass-loop: backward-window-chunk fp32=4
-        window_interior_chunk<true, NEED_VIDEO, NEED_CENTRE>(rows, vrow, s.stride[3], grow, jw0, dw, cw, g.frac[2],
-                                                             centre, emit);
-      for (; jw0 <= dw; jw0 += kLanes * XV)
-        window_interior_chunk<false, NEED_VIDEO, NEED_CENTRE>(rows, vrow, s.stride[3], grow, jw0, dw, cw, g.frac[2],
-                                                              centre, emit);
+      if (jw0 == 0) {
+        window_interior_chunk<false, false, NEED_VIDEO, NEED_CENTRE>(rows, vrow, s.stride[3], grow, jw0, dw, cw,
+                                                                     g.frac[2], centre, emit);
+        jw0 = kStep;
+      }
+      if (t_both && h_ok[0] && h_ok[1]) {
+        for (; jw0 <= full_end; jw0 += kStep)  // sass-loop: backward-window-chunk fp32=4
+          window_interior_chunk<true, true, NEED_VIDEO, NEED_CENTRE>(rows, vrow, s.stride[3], grow, jw0, dw, cw,
+                                                                     g.frac[2], centre, emit);
+      } else {  // the window's first and last rows in t or y: 1 or 2 source rows
+        for (; jw0 <= full_end; jw0 += kStep)  // sass-loop: backward-window-chunk-edge fp32=4
+          window_interior_chunk<true, false, NEED_VIDEO, NEED_CENTRE>(rows, vrow, s.stride[3], grow, jw0, dw, cw,
+                                                                      g.frac[2], centre, emit);
+      }
+      for (; jw0 <= dw; jw0 += kStep)
+        window_interior_chunk<false, false, NEED_VIDEO, NEED_CENTRE>(rows, vrow, s.stride[3], grow, jw0, dw, cw,
+                                                                     g.frac[2], centre, emit);
     }
     return;
   }
@@ -441,7 +483,7 @@ CUBECROP_HD void window_thread(const scalar_t* grad_cube, const scalar_t* video,
       const int64_t vw = resolve_index(static_cast<int64_t>(g.start[2]) + jw, W, s.padding_mode);
       if (vw < 0) continue;
       const WindowGrad<acc_t> r = window_voxel_grad<NEED_CENTRE, scalar_t, acc_t, index_t>(rows, jw, dw, cw, g.frac[2]);
-      if (NEED_VIDEO) emit(grow + static_cast<index_t>(vw), r.video);
+      if (NEED_VIDEO) emit.add(grow + static_cast<index_t>(vw), r.video);
       if (NEED_CENTRE) {
         const acc_t v = static_cast<acc_t>(vrow[static_cast<index_t>(vw) * s.stride[3]]);
 CUBECROP_UNROLL

@@ -133,27 +133,23 @@ std::tuple<at::Tensor, at::Tensor> crop_cubes_backward_cuda(const at::Tensor& gr
   p.use_int32 = fits_int32({batch_item_span(video), window_numel, voxels, k * cube_numel});
   const DType scalar = to_dtype(dtype);
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  // The gather writes every voxel once in the video's dtype (no zero fill, no fp32 buffer, no
-  // atomics) and is deterministic, but costs about 160 SASS instructions per voxel and cube
-  // against about 80 per window voxel for the fused atomics (benchmarks/results/sass_sm90.md):
-  // it runs only where determinism is asked for.
+  // The gather writes every voxel once in the video's dtype (no zero fill, no atomics), adding
+  // a voxel's window voxels in a fixed order in acc_type and rounding once; it is
+  // deterministic, but costs about 150 SASS instructions per voxel and cube against about 60
+  // per window voxel for the fused atomics (benchmarks/results/sass_sm90.md): it runs only
+  // where determinism is asked for. The atomics add into the zero-filled gradient in the
+  // video's dtype, fp16/bf16 included (one rounding per add, as grid_sampler's backward).
   const bool gather = need_video_grad && at::globalContext().deterministicAlgorithms();
   const bool atomic_video = need_video_grad && !gather;
 
   if (atomic_video || need_centers_grad) {
-    at::Tensor accumulator;  // where the atomics add: the gradient itself, or fp32 for fp16/bf16
-    if (atomic_video) {
-      accumulator = (dtype == at::kFloat || dtype == at::kDouble)
-                        ? grad_video.zero_()
-                        : at::zeros(video.sizes(), video.options().dtype(at::kFloat));
-    }
+    if (atomic_video) grad_video.zero_();
     at::Tensor partials;
     if (need_centers_grad) partials = at::empty({n * k, centre_chunks(p), 3}, centers.options());
     launch_crop_backward_window(scalar, p, grad_out.const_data_ptr(), video.const_data_ptr(), centers.const_data_ptr(),
-                                atomic_video ? accumulator.mutable_data_ptr() : nullptr,
+                                atomic_video ? grad_video.mutable_data_ptr() : nullptr,
                                 need_centers_grad ? partials.mutable_data_ptr() : nullptr,
                                 need_centers_grad ? grad_centers.mutable_data_ptr() : nullptr, stream);
-    if (atomic_video && !accumulator.is_same(grad_video)) grad_video.copy_(accumulator);
   }
   if (gather) {
     launch_crop_backward_gather(scalar, p, grad_out.const_data_ptr(), centers.const_data_ptr(),

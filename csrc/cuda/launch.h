@@ -49,12 +49,12 @@ inline int64_t centre_chunks(const CropProblem& p) { return cuda_items::window_b
 void launch_crop_forward(DType scalar, const CropProblem& p, const void* video, const void* centers, void* out,
                          cudaStream_t stream);
 
-// The fused backward over each cube's window. grad_video_accum: zeroed contiguous
-// (N, C, T, H, W) buffer of float (kHalf/kBFloat16/kFloat) or double (kDouble) that
-// receives atomicAdds, or null (centre gradient only). centre_partials: (N*K, centre_chunks(p), 3) scratch of the
-// accumulation type, and grad_centers: (N, K, 3) output of that type; both null or both set.
+// The fused backward over each cube's window. grad_video: the zero-filled contiguous
+// (N, C, T, H, W) video gradient in the video's dtype, which receives atomic adds (fp16/bf16
+// ones round per add), or null (centre gradient only). centre_partials: (N*K, centre_chunks(p), 3)
+// scratch of the accumulation type, and grad_centers: (N, K, 3) output of that type; both null or both set.
 void launch_crop_backward_window(DType scalar, const CropProblem& p, const void* grad_out, const void* video,
-                                 const void* centers, void* grad_video_accum, void* centre_partials,
+                                 const void* centers, void* grad_video, void* centre_partials,
                                  void* grad_centers, cudaStream_t stream);
 
 // The deterministic video gradient: writes every element of the contiguous (N, C, T, H, W)

@@ -9,13 +9,20 @@
 //   - emulated: geometry per cube, the row path (interior + packets, interior,
 //     general) and packet decisions from the real data pointers and strides, every
 //     thread of every block, the window kernel of the fused backward (atomics
-//     become plain adds), the deterministic gather with its shared-memory staging
-//     rule (all-interior loop or not), the centre-gradient slope, the int crop's
-//     copy (by element width) and fused-convert kernels;
-//   - not emulated: thread scheduling, shared memory, the block reduction
-//     (a fixed-order tree of the same per-thread contributions).
+//     become plain adds in the video's dtype: for fp16 / bf16 each add rounds its
+//     value and then the sum to that dtype, as the device's packed atomics do), the
+//     deterministic gather with its shared-memory staging rule (all-interior loop or
+//     not), the centre-gradient slope, the int crop's copy (by element width) and
+//     fused-convert kernels; fp16 / bf16 (backward only) in software (Soft16);
+//   - not emulated: thread scheduling (the atomics land in the emulation's thread
+//     order, one of the orders the device may take), shared memory, the block
+//     reduction (a fixed-order tree of the same per-thread contributions), the
+//     device's fused multiply-adds (the host build rounds a * b + c twice), fp32
+//     atomics' flush of subnormals to zero.
 // Each entry point reports which paths ran (path counters), so the tests can
 // check that each input takes the path it was written for.
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -54,6 +61,85 @@ void for_each_thread(int64_t rows, const F& body) {
       for (int tx = 0; tx < items::kLanes; ++tx) body(bx, ty, tx);
 }
 
+// fp16 / bf16 in software (no torch or CUDA headers here): the bits, exact widening, and
+// rounding to nearest even from double (subnormals kept, no flush to zero, overflow to
+// infinity), as the device's __float2half_rn / __float2bfloat16_rn and its fp16 / bf16
+// atomics (atom.add.noftz) round. MANT: stored mantissa bits; EMIN, EMAX: the exponents of
+// the smallest and largest normal numbers.
+template <int MANT, int EMIN, int EMAX>
+struct Soft16 {
+  static constexpr int kBias = 1 - EMIN;
+  static constexpr int kExpField = 2 * EMAX + 1;  // the all-ones exponent field (inf, NaN)
+  uint16_t bits;
+
+  Soft16() = default;
+  explicit Soft16(float v) : bits(round(static_cast<double>(v))) {}
+  explicit operator float() const { return static_cast<float>(value()); }
+
+  double value() const {
+    const int exponent = (bits >> MANT) & kExpField;
+    const int mantissa = bits & ((1 << MANT) - 1);
+    double v;
+    if (exponent == kExpField)
+      v = mantissa != 0 ? std::nan("") : HUGE_VAL;
+    else if (exponent == 0)
+      v = std::ldexp(static_cast<double>(mantissa), EMIN - MANT);
+    else
+      v = std::ldexp(static_cast<double>(mantissa + (1 << MANT)), exponent - kBias - MANT);
+    return (bits >> 15) != 0 ? -v : v;
+  }
+
+  // The bits of the nearest value to x, ties to even.
+  static uint16_t round(double x) {
+    const int sign = std::signbit(x) ? 0x8000 : 0;
+    if (std::isnan(x)) return static_cast<uint16_t>(sign | (kExpField << MANT) | (1 << (MANT - 1)));
+    const double a = std::fabs(x);
+    int e;
+    std::frexp(a, &e);  // 2^(e-1) <= a < 2^e: the unit in the last place is 2^(e - 1 - MANT)
+    const int ulp = std::max(e - 1 - MANT, EMIN - MANT);
+    const double q = std::nearbyint(std::ldexp(a, -ulp));  // a in ulps (exact), rounded half to even
+    const double r = std::ldexp(q, ulp);
+    if (r == 0) return static_cast<uint16_t>(sign);
+    std::frexp(r, &e);
+    if (e - 1 > EMAX) return static_cast<uint16_t>(sign | (kExpField << MANT));
+    if (e - 1 < EMIN) return static_cast<uint16_t>(sign | static_cast<int>(q));  // subnormal
+    const int mantissa = static_cast<int>(std::ldexp(r, MANT - (e - 1))) - (1 << MANT);
+    return static_cast<uint16_t>(sign | ((e - 1 + kBias) << MANT) | mantissa);
+  }
+};
+using SoftHalf = Soft16<10, -14, 15>;       // IEEE binary16, as c10::Half
+using SoftBFloat16 = Soft16<7, -126, 127>;  // bfloat16, as c10::BFloat16
+
+// One of the window kernel's atomic adds, in the gradient's dtype: fp32 / fp64 add;
+// fp16 / bf16 round v to the dtype, then the exact sum (a double holds any sum of two fp16
+// or bf16 values that can round differently) to the dtype.
+inline float add_in_dtype(float old, float v) { return old + v; }
+inline double add_in_dtype(double old, double v) { return old + v; }
+template <int MANT, int EMIN, int EMAX>
+Soft16<MANT, EMIN, EMAX> add_in_dtype(Soft16<MANT, EMIN, EMAX> old, float v) {
+  using S = Soft16<MANT, EMIN, EMAX>;
+  S sum;
+  sum.bits = S::round(old.value() + S(v).value());
+  return sum;
+}
+
+// The window kernel's atomics as adds in the gradient's dtype (cube_items.h's Emit), in the
+// emulation's thread order. counts[0]: voxels emitted by add4 (the unmasked interior chunks),
+// counts[1]: by add (masked chunks, general rows).
+template <typename grad_t, typename acc_t, typename index_t>
+struct AddGrad {
+  grad_t* grad;
+  int64_t* counts;
+  void add(index_t offset, acc_t v) const {
+    grad[offset] = add_in_dtype(grad[offset], v);
+    ++counts[1];
+  }
+  void add4(index_t offset, const acc_t v[items::kWindowVoxelsPerLane]) const {
+    for (int q = 0; q < items::kWindowVoxelsPerLane; ++q) grad[offset + q] = add_in_dtype(grad[offset + q], v[q]);
+    counts[0] += items::kWindowVoxelsPerLane;
+  }
+};
+
 // paths[3]: cubes per RowPath.
 template <typename scalar_t, typename index_t>
 void forward(const scalar_t* video, const int64_t* sizes, const int64_t* strides, const scalar_t* centers, int64_t k,
@@ -81,43 +167,50 @@ void forward(const scalar_t* video, const int64_t* sizes, const int64_t* strides
   }
 }
 
-// grad_video: contiguous (N, C, T, H, W), overwritten. grad_centers: (N, K, 3), overwritten.
+// grad_video: contiguous (N, C, T, H, W), overwritten. centers and grad_centers: (N, K, 3) in
+// acc_type (as the kernels'), grad_centers overwritten. gather: the video gradient from the
+// deterministic gather (the window kernel then computes the centre gradient only, as on the
+// device), else from the window kernel's atomics into the zero-filled gradient.
 // paths[0..1]: window-kernel cubes interior / general; paths[2..3]: gather batch items
-// that took the all-interior loop / the general one.
+// that took the all-interior loop / the general one; paths[4..5]: window voxels whose video
+// gradient went out by add4 (unmasked interior chunks) / by add (see AddGrad).
 template <typename scalar_t, typename index_t>
 void backward(const scalar_t* grad_out, const scalar_t* video, const int64_t* sizes, const int64_t* strides,
-              const scalar_t* centers, int64_t k, const int64_t* size, int64_t mode, int gather, scalar_t* grad_video,
-              scalar_t* grad_centers, int64_t* paths) {
+              const acc_type<scalar_t>* centers, int64_t k, const int64_t* size, int64_t mode, int gather,
+              scalar_t* grad_video, acc_type<scalar_t>* grad_centers, int64_t* paths) {
   using acc_t = acc_type<scalar_t>;
   const auto s = shape_of<index_t>(sizes, strides, size, mode);
   const int64_t n = sizes[0], channels = sizes[1];
   const int64_t cube_numel = channels * size[0] * size[1] * size[2];
   const int64_t voxels = channels * sizes[2] * sizes[3] * sizes[4];
-  std::vector<acc_t> accumulator(static_cast<size_t>(n * voxels), acc_t(0));
+  if (!gather) std::fill(grad_video, grad_video + n * voxels, scalar_t(0.0f));
   for (int64_t cube = 0; cube < n * k; ++cube) {  // crop_backward_window_kernel + centre_grad_finalize_kernel
     const auto g = items::cube_geometry(centers + cube * 3, s);
     const auto cw = items::cube_weights(g);
     ++paths[g.interior ? 0 : 1];
     acc_t centre[3] = {0, 0, 0};
-    acc_t* grad_n = accumulator.data() + (cube / k) * voxels;
+    const AddGrad<scalar_t, acc_t, index_t> emit{grad_video + (cube / k) * voxels, paths + 4};
     for (int64_t plane = 0; plane < channels * (size[0] + 1); ++plane) {
       const index_t c = static_cast<index_t>(plane / (size[0] + 1));
       const index_t jt = static_cast<index_t>(plane - c * (size[0] + 1));
       for_each_thread(size[1] + 1, [&](int64_t bx, int ty, int tx) {
-        items::window_thread<true, true, scalar_t, acc_t, index_t>(
-            grad_out + cube * cube_numel, video + (cube / k) * strides[0], s, g, cw, c, jt, static_cast<index_t>(bx),
-            ty, tx, centre, [&](index_t offset, acc_t value) { grad_n[offset] += value; });
+        const scalar_t* grad_cube = grad_out + cube * cube_numel;
+        const scalar_t* video_n = video + (cube / k) * strides[0];
+        const auto b = static_cast<index_t>(bx);
+        if (gather)
+          items::window_thread<false, true, scalar_t, acc_t, index_t>(grad_cube, video_n, s, g, cw, c, jt, b, ty, tx,
+                                                                      centre, emit);
+        else
+          items::window_thread<true, true, scalar_t, acc_t, index_t>(grad_cube, video_n, s, g, cw, c, jt, b, ty, tx,
+                                                                     centre, emit);
       });
     }
-    for (int a = 0; a < 3; ++a) grad_centers[cube * 3 + a] = static_cast<scalar_t>(centre[a] * g.slope[a]);
+    for (int a = 0; a < 3; ++a) grad_centers[cube * 3 + a] = centre[a] * g.slope[a];
   }
-  if (!gather) {
-    for (int64_t i = 0; i < n * voxels; ++i) grad_video[i] = static_cast<scalar_t>(accumulator[static_cast<size_t>(i)]);
-    return;
-  }
+  if (!gather) return;
   std::vector<CubeTerms<acc_t, index_t>> tile(static_cast<size_t>(k < kTile ? k : kTile));
   for (int64_t b = 0; b < n; ++b) {  // crop_backward_gather_kernel's blockIdx.z
-    const scalar_t* centers_n = centers + b * k * 3;
+    const acc_t* centers_n = centers + b * k * 3;
     const bool staged = k <= kTile;
     bool interior = false;
     if (staged) {
@@ -201,11 +294,12 @@ extern "C" {
 CUBECROP_EMU_FORWARD(emu_crop_forward_f32, float)
 CUBECROP_EMU_FORWARD(emu_crop_forward_f64, double)
 
-// paths[4] (added to): window cubes interior / general, gather batch items all-interior / general.
-#define CUBECROP_EMU_BACKWARD(NAME, T)                                                                          \
-  void NAME(const T* grad_out, const T* video, const int64_t* sizes, const int64_t* strides, const T* centers, \
+// paths[6] (added to): window cubes interior / general, gather batch items all-interior / general,
+// window voxels emitted by add4 / by add. T: the video's type, C: the centres' (acc_type).
+#define CUBECROP_EMU_BACKWARD(NAME, T, C)                                                                       \
+  void NAME(const T* grad_out, const T* video, const int64_t* sizes, const int64_t* strides, const C* centers, \
             int64_t k, const int64_t* size, int64_t mode, int gather, int use_int32, T* grad_video,           \
-            T* grad_centers, int64_t* paths) {                                                                \
+            C* grad_centers, int64_t* paths) {                                                                \
     if (use_int32)                                                                                            \
       backward<T, int32_t>(grad_out, video, sizes, strides, centers, k, size, mode, gather, grad_video,       \
                            grad_centers, paths);                                                              \
@@ -213,8 +307,10 @@ CUBECROP_EMU_FORWARD(emu_crop_forward_f64, double)
       backward<T, int64_t>(grad_out, video, sizes, strides, centers, k, size, mode, gather, grad_video,       \
                            grad_centers, paths);                                                              \
   }
-CUBECROP_EMU_BACKWARD(emu_crop_backward_f32, float)
-CUBECROP_EMU_BACKWARD(emu_crop_backward_f64, double)
+CUBECROP_EMU_BACKWARD(emu_crop_backward_f32, float, float)
+CUBECROP_EMU_BACKWARD(emu_crop_backward_f64, double, double)
+CUBECROP_EMU_BACKWARD(emu_crop_backward_f16, SoftHalf, float)  // torch.float16 storage, float32 centres
+CUBECROP_EMU_BACKWARD(emu_crop_backward_bf16, SoftBFloat16, float)
 
 // The fused uint8 -> float32 convert kernel (mean/std may be null); returns the packet cubes.
 int64_t emu_crop_int_u8_f32(const uint8_t* video, const int64_t* sizes, const int64_t* strides, const double* centers,
