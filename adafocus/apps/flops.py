@@ -62,7 +62,7 @@ def format_flops(report: dict) -> str:
         ("policy (once, from exit 1; 0 for random cubes)", parts["policy"]),
         (f"fL on one {dh}x{dw}x{dt} cube", parts["local_cube"]),
         ("exit 0 head (glance embedding, linear)", parts["glance_head"]),
-        ("each later exit's head (embeddings, linear)", parts["local_head"]),
+        ("each later exit's head (cube embedding, linear)", parts["local_head"]),
     ]
     lines.append("components:")
     lines += [f"  {label:<48} {gmacs:9.4f}" for label, gmacs in rows]

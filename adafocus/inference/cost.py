@@ -52,8 +52,8 @@ def module_gmacs(module: nn.Module, *shapes, **kwargs) -> float:
 def component_gmacs(model: nn.Module, video_shape: Sequence[int]) -> Dict[str, float]:
     """GMACs per video of each component of an AdaFocusV3: glance (fG on G frames), policy,
     local_cube (fL on one cube), glance_head (exit 0: fC's glance embedding and head) and local_head
-    (one later exit: one cube's embedding, the glance embedding and the exit's head), each measured
-    on the very calls inference makes (adafocus.inference.EarlyExitRunner)."""
+    (one later exit: one cube's embedding and the exit's head; the glance is embedded once, at
+    exit 0), each measured on the very calls inference makes (adafocus.inference.EarlyExitRunner)."""
     c, t, h, w = video_dims(video_shape)
     meta = meta_copy(model)
     cfg = model.config
@@ -65,15 +65,19 @@ def component_gmacs(model: nn.Module, video_shape: Sequence[int]) -> Dict[str, f
     def empty(*shape):
         return torch.empty(shape, device="meta")
 
-    def one_exit(glance, cube_features):
-        return classifier.local_exit(1, classifier.embed_local(cube_features), glance)
+    def exit_zero(glance):
+        return classifier.glance_exit(classifier.embed_glance(glance))
 
+    def later_exit(embedded_glance, cube_features):
+        return classifier.local_exit(1, classifier.embed_local(cube_features), embedded_glance)
+
+    embedded_width = classifier.embed_glance(empty(1, glance_channels)).shape[-1]
     return {
         "glance": count_gmacs(meta.glance.encode, empty(1, c, cfg.glance_frames, r, r)),
         "policy": count_gmacs(lambda x: meta.policy(x, (t, h, w)), empty(1, glance_channels, *grid)),
         "local_cube": count_gmacs(meta.local.encode, empty(1, c, *cfg.cube_size)),
-        "glance_head": count_gmacs(classifier.glance_exit, empty(1, glance_channels)),
-        "local_head": count_gmacs(one_exit, empty(1, glance_channels), empty(1, local_channels)),
+        "glance_head": count_gmacs(exit_zero, empty(1, glance_channels)),
+        "local_head": count_gmacs(later_exit, empty(1, embedded_width), empty(1, local_channels)),
     }
 
 

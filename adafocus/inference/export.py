@@ -1,11 +1,12 @@
 """The early-exit model as exportable graphs (ONNX, torch.export): a glance stage and a cube stage.
 
-    glance stage  video (B, C, T, H, W) -> glance (B, Cg) pooled glance features,
-                                           logits (B, classes) of exit 0,
+    glance stage  video (B, C, T, H, W) -> glance (B, E) the embedded pooled glance features
+                                           (what every exit head takes; E = Cg without an
+                                           embedding), logits (B, classes) of exit 0,
                                            centers (B, M, 3) of every cube (frame-wise cubes
                                            already de-duplicated, as EarlyExitRunner does)
     cube stage    video (N, C, T, H, W), rows (R,) int64, center (R, 3), local_max (R, E),
-                  glance (R, Cg), exit_index () int64
+                  glance (R, E), exit_index () int64
                   -> logits (R, classes) of exit `exit_index`, local_max (R, E)
 
 The cube stage crops cube `exit_index` of the videos `rows` of the batch (the ones still
@@ -74,7 +75,7 @@ class GlanceStage(nn.Module):
 
     def forward(self, video: torch.Tensor):
         maps = self.model.glance(video)
-        glance = maps.mean(dim=(2, 3, 4))
+        glance = self.model.classifier.embed_glance(maps.mean(dim=(2, 3, 4)))
         logits = self.model.classifier.glance_exit(glance)
         centers = self.runner.centers(maps, tuple(video.shape[2:]))
         return glance, logits, centers

@@ -91,13 +91,15 @@ class EarlyExitRunner:
 
         glance_maps = model.glance(video)
         glance = glance_maps.mean(dim=(2, 3, 4))
-        logits0 = model.classifier.glance_exit(glance)
         if return_all_exits:
             centers = self.centers(glance_maps, video_size)
             local = model.local(video, centers, crop="integer")
             all_logits = torch.stack(model.classifier(glance, local))
             picked, exit_index, gflops = early_exit.simulate(all_logits, eta, exit_cost)
             return InferenceOutput(picked, exit_index.to(video.device), gflops, centers, all_logits)
+
+        embedded_glance = model.classifier.embed_glance(glance)  # once: every exit head takes it
+        logits0 = model.classifier.glance_exit(embedded_glance)
 
         out_logits = logits0.new_empty(b, logits0.shape[1])
         exit_index = torch.full((b,), m, dtype=torch.long, device=video.device)
@@ -124,7 +126,7 @@ class EarlyExitRunner:
         running = torch.nonzero(~stops).flatten()  # indices into the batch
         if running.numel():
             # Compacted state of the videos still running; the video itself is never copied.
-            run_glance = glance[running]
+            run_glance = embedded_glance[running]
             centers[running] = self.centers(glance_maps[running], video_size)
             local_max = None
             first = 1

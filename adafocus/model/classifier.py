@@ -58,23 +58,21 @@ class ExitClassifier(nn.Module):
         """Pooled local features (..., Cl) of one cube -> what the accumulated max-pooling runs over."""
         return self.local_embedding(features)
 
-    def glance_exit(self, glance: torch.Tensor) -> torch.Tensor:
-        """glance (B, Cg) pooled glance features -> exit-0 logits (B, classes)."""
-        return self.heads[0](self.dropout(self.embed_glance(glance)))
+    def glance_exit(self, embedded_glance: torch.Tensor) -> torch.Tensor:
+        """embedded_glance (B, E) = embed_glance(pooled glance features) -> exit-0 logits (B, classes)."""
+        return self.heads[0](self.dropout(embedded_glance))
 
-    def local_exit(self, exit_index: int, local_max: torch.Tensor, glance: torch.Tensor) -> torch.Tensor:
-        """local_max: max over cubes 1..exit_index of embed_local(pooled local features); glance (B, Cg)
-        pooled glance features, as glance_exit takes them (embedded here)."""
-        return self._head(exit_index, local_max, self.embed_glance(glance))
-
-    def _head(self, exit_index: int, local_max: torch.Tensor, embedded_glance: torch.Tensor) -> torch.Tensor:
+    def local_exit(self, exit_index: int, local_max: torch.Tensor, embedded_glance: torch.Tensor) -> torch.Tensor:
+        """local_max: max over cubes 1..exit_index of embed_local(pooled local features);
+        embedded_glance: embed_glance(pooled glance features), computed once per video and
+        shared by every exit -> logits (B, classes) of exit `exit_index`."""
         return self.heads[exit_index](self.dropout(torch.cat((local_max, embedded_glance), dim=1)))
 
     def forward(self, glance: torch.Tensor, local: torch.Tensor) -> List[torch.Tensor]:
         """glance (B, Cg), local (B, M, Cl) pooled per cube, in cube order -> M + 1 logits (B, classes)."""
         accumulated = torch.cummax(self.embed_local(local), dim=1).values
         embedded = self.embed_glance(glance)  # once per batch: the BN sees each video once per step
-        logits = [self.heads[0](self.dropout(embedded))]
+        logits = [self.glance_exit(embedded)]
         for t in range(1, self.num_exits):
-            logits.append(self._head(t, accumulated[:, t - 1], embedded))
+            logits.append(self.local_exit(t, accumulated[:, t - 1], embedded))
         return logits
