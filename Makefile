@@ -37,8 +37,12 @@ demo: build
 # The op tests on torch 2.11 (the GPU machine's torch, with its triton 3.6), in a venv
 # of their own. The extension is built for that torch in a copy of the working tree's
 # files that git tracks or would (build/compat-src), so the main venv's in-place build
-# is left alone; the copy keeps its build between runs. CPU kernels only: the CUDA
-# sources are compiled by `make test` (CI) and built for the GPU by `make gpu-check`.
+# is left alone; the copy keeps its build between runs. With FORCE_CUDA=1 (.ci/run sets
+# it where nvcc is) the CUDA kernels are compiled too, against torch 2.11's headers and
+# for the GPU machine's H200 only (COMPAT_CUDA_ARCH), as `make gpu-check` will build them
+# there; otherwise CPU kernels only.
+COMPAT_CUDA_ARCH ?= 9.0
+COMPAT_CUDA := $(filter 1,$(FORCE_CUDA))
 COMPAT_VENV := .venv-compat
 COMPAT_PY := $(abspath $(COMPAT_VENV))/bin/python
 COMPAT_STAMP := $(COMPAT_VENV)/.requirements-stamp
@@ -55,8 +59,10 @@ test-compat: $(COMPAT_STAMP)
 	mkdir -p $(COMPAT_SRC)
 	git ls-files -z --cached --others --exclude-standard \
 		| tar -c --null --files-from=- --ignore-failed-read -f - 2>/dev/null | tar -x -f - -C $(COMPAT_SRC)
-	cd $(COMPAT_SRC) && env -u FORCE_CUDA $(COMPAT_PY) setup.py -q build_ext --inplace
-	cd $(COMPAT_SRC) && CUBECROP_CPU_ONLY_BUILD=1 $(COMPAT_PY) -m pytest -q -rs -p no:cacheprovider $(PYTEST_ARGS) $(COMPAT_TESTS)
+	cd $(COMPAT_SRC) && $(if $(COMPAT_CUDA),env FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=$(COMPAT_CUDA_ARCH),env -u FORCE_CUDA) \
+		$(COMPAT_PY) setup.py -q build_ext --inplace
+	cd $(COMPAT_SRC) && $(if $(COMPAT_CUDA),,CUBECROP_CPU_ONLY_BUILD=1) \
+		$(COMPAT_PY) -m pytest -q -rs -p no:cacheprovider $(PYTEST_ARGS) $(COMPAT_TESTS)
 
 # On a GPU machine (no internet): builds in place with the CUDA kernels for this GPU,
 # runs the GPU tests and the kernel benchmark (docs/gpu_check.md). Results go to $$OUT

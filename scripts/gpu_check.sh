@@ -8,9 +8,14 @@
 #      backends, the Triton package); the CPU suites run in CI;
 #   3. bench: the kernel benchmark on CUDA (atomic video gradient);
 #   4. bench_deterministic: the TSM workload in deterministic mode, fewer repeats;
-#   5. summary: gpu_check_<gpu>.{json,md}.
+#   5. bench_inference: `adafocus bench` for paper_tsm at batch 128 in bf16 (Table 3's
+#      setting: early exit 0.3 / 0.7 / 0, all cubes, the fair baseline);
+#   6. summary: gpu_check_<gpu>.{json,md}.
 # Everything is written into $OUT when it is set (on a lent GPU machine only $OUT comes
-# back), else into benchmarks/results. The default limits add up to under 8 minutes.
+# back, at most 8 files), else into benchmarks/results: the summary, the JUnit XML, the
+# three benchmark JSONs and one log holding every phase's log (the phases write theirs
+# into build/gpu_check_logs first). The default limits add up to 8 min 15 s (a sm_90-only
+# build takes under 2 minutes on 2 cores, so 150 s is ample on the GPU machine's 16).
 #
 # GPU_CHECK_DRY_RUN=1 runs it where there is no GPU (CI tests the script this way):
 # builds the CPU extension into build/gpu_check_dry (the in-place build is left alone),
@@ -18,7 +23,7 @@
 # summary.
 #
 # Knobs: PYTHON (interpreter), TORCH_CUDA_ARCH_LIST (default: this GPU's), SKIP_BUILD=1,
-# GPU_CHECK_TIMEOUT_{BUILD,TESTS,BENCH,DET} (seconds), MAX_JOBS (default: all cores).
+# GPU_CHECK_TIMEOUT_{BUILD,TESTS,BENCH,DET,INFER} (seconds), MAX_JOBS (default: all cores).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -30,10 +35,11 @@ if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x .venv/bin/python ]]; then PYTHON=$ROOT/.venv/bin/python; else PYTHON=python3; fi
 fi
 # The dry run builds on CI's CPUs (2 cores): minutes, not the GPU machine's seconds.
-if [[ $DRY_RUN == 1 ]]; then T_BUILD=${GPU_CHECK_TIMEOUT_BUILD:-900}; else T_BUILD=${GPU_CHECK_TIMEOUT_BUILD:-210}; fi
+if [[ $DRY_RUN == 1 ]]; then T_BUILD=${GPU_CHECK_TIMEOUT_BUILD:-900}; else T_BUILD=${GPU_CHECK_TIMEOUT_BUILD:-150}; fi
 T_TESTS=${GPU_CHECK_TIMEOUT_TESTS:-150}
 T_BENCH=${GPU_CHECK_TIMEOUT_BENCH:-75}
 T_DET=${GPU_CHECK_TIMEOUT_DET:-30}
+T_INFER=${GPU_CHECK_TIMEOUT_INFER:-60}
 export MAX_JOBS=${MAX_JOBS:-$(nproc)}
 if [[ -z "${CUDA_HOME:-}" ]]; then
   # The toolkit's root (headers beside bin/nvcc): /usr/local/cuda where it exists, since an
@@ -46,12 +52,15 @@ if [[ -z "${CUDA_HOME:-}" ]]; then
   fi
 fi
 export CUDA_HOME
-PHASES="$OUT/gpu_check_phases.tsv"
+LOGS=$ROOT/build/gpu_check_logs
+rm -rf "$LOGS" && mkdir -p "$LOGS"
+PHASES="$LOGS/phases.tsv"
 : >"$PHASES"
 START=$(date +%s)
 
 # phase NAME LIMIT LOG CMD...: runs CMD under `timeout LIMIT`, output to LOG; records
-# "name rc seconds status" (status ok / failed / timeout) in $PHASES; returns CMD's rc.
+# "name rc seconds status" (status ok / failed / timeout) in $PHASES, appends LOG to
+# $JOINED_LOG (in $OUT) under a header; returns CMD's rc.
 phase() {
   local name=$1 limit=$2 log=$3 start rc status
   shift 3
@@ -62,6 +71,8 @@ phase() {
   if [[ $rc -eq 124 || $rc -eq 137 ]]; then status=timeout; elif [[ $rc -ne 0 ]]; then status=failed; fi
   printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$(( $(date +%s) - start ))" "$status" >>"$PHASES"
   echo "# $name: $status (rc $rc) in $(( $(date +%s) - start ))s, log $log"
+  { printf '\n===== %s: %s (rc %s) in %ss =====\n' "$name" "$status" "$rc" "$(( $(date +%s) - start ))"
+    cat "$log"; } >>"$JOINED_LOG"
   if [[ $status != ok ]]; then tail -25 "$log"; fi
   return $rc
 }
@@ -88,7 +99,8 @@ EOF
   [[ -n "$smi_arch" ]] && arch=$smi_arch
 fi
 tag=$(tr -c 'A-Za-z0-9\n' '_' <<<"$gpu_name" | tr -s '_' | sed 's/^_//; s/_$//')
-echo "# GPU: $gpu_name (arch $arch), python $PYTHON, CUDA_HOME=$CUDA_HOME, OUT=$OUT, dry run: $DRY_RUN"
+JOINED_LOG="$OUT/gpu_check_$tag.log"
+echo "# GPU: $gpu_name (arch $arch), python $PYTHON, CUDA_HOME=$CUDA_HOME, OUT=$OUT, dry run: $DRY_RUN" | tee "$JOINED_LOG"
 
 # --- 1. build --------------------------------------------------------------------------
 build_ok=1
@@ -96,7 +108,7 @@ if [[ "${SKIP_BUILD:-0}" == 1 ]]; then
   skip build "SKIP_BUILD=1"
 elif [[ $DRY_RUN == 1 ]]; then
   # CPU only, out of place: the working tree's extension (CI's CUDA build) stays as it is.
-  phase build "$T_BUILD" "$OUT/gpu_build_$tag.log" env -u FORCE_CUDA "$PYTHON" setup.py build_ext \
+  phase build "$T_BUILD" "$LOGS/build.log" env -u FORCE_CUDA "$PYTHON" setup.py build_ext \
     --build-lib build/gpu_check_dry/lib --build-temp build/gpu_check_dry/temp || build_ok=0
   if [[ $build_ok == 1 ]] && ! compgen -G "build/gpu_check_dry/lib/cubecrop/_C*.so" >/dev/null; then
     echo "gpu_check: the dry-run build produced no build/gpu_check_dry/lib/cubecrop/_C*.so" >&2
@@ -105,12 +117,12 @@ elif [[ $DRY_RUN == 1 ]]; then
 else
   rm -f cubecrop/_C*.so
   export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$arch}
-  phase build "$T_BUILD" "$OUT/gpu_build_$tag.log" env FORCE_CUDA=1 "$PYTHON" setup.py build_ext --inplace \
+  phase build "$T_BUILD" "$LOGS/build.log" env FORCE_CUDA=1 "$PYTHON" setup.py build_ext --inplace \
     --build-temp build/gpu_check_temp || build_ok=0
-  grep -E "warning|error" "$OUT/gpu_build_$tag.log" | grep -E "csrc/" | head -20
+  grep -E "warning|error" "$LOGS/build.log" | grep -E "csrc/" | head -20
 fi
 if [[ $DRY_RUN != 1 && $build_ok == 1 ]]; then
-  phase kernels_registered 60 "$OUT/gpu_kernels_registered_$tag.log" "$PYTHON" - "$ROOT" <<'EOF' || build_ok=0
+  phase kernels_registered 30 "$LOGS/kernels_registered.log" "$PYTHON" - "$ROOT" <<'EOF' || build_ok=0
 import os, sys
 import cubecrop, cubecrop._C
 so = os.path.realpath(cubecrop._C.__file__)
@@ -137,39 +149,46 @@ done
 test_env=(env CUBECROP_TEST_BACKENDS=cuda:cuda,cuda:triton CUBECROP_TRITON_ONE_CONFIG=1)
 pytest_args=(-q -rs -p no:cacheprovider)
 if [[ $DRY_RUN == 1 ]]; then
-  phase tests "$T_TESTS" "$OUT/gpu_tests_$tag.log" "${test_env[@]}" "$PYTHON" -m pytest "${pytest_args[@]}" \
+  phase tests "$T_TESTS" "$LOGS/tests.log" "${test_env[@]}" "$PYTHON" -m pytest "${pytest_args[@]}" \
     --collect-only "${tests[@]}"
 elif [[ $build_ok == 1 ]]; then
-  phase tests "$T_TESTS" "$OUT/gpu_tests_$tag.log" "${test_env[@]}" "$PYTHON" -m pytest "${pytest_args[@]}" \
+  phase tests "$T_TESTS" "$LOGS/tests.log" "${test_env[@]}" "$PYTHON" -m pytest "${pytest_args[@]}" \
     --junitxml="$OUT/gpu_tests_$tag.xml" "${tests[@]}"
 else
   skip tests "the build failed"
 fi
 
-# --- 3, 4. benchmarks -------------------------------------------------------------------
+# --- 3, 4, 5. benchmarks ----------------------------------------------------------------
 if [[ $DRY_RUN == 1 ]]; then
   skip bench "dry run"
   skip bench_deterministic "dry run"
+  skip bench_inference "dry run"
 elif [[ $build_ok == 1 ]]; then
-  phase bench "$T_BENCH" "$OUT/bench_ops_cuda_$tag.log" "$PYTHON" benchmarks/bench_ops.py --device cuda \
+  phase bench "$T_BENCH" "$LOGS/bench.log" "$PYTHON" benchmarks/bench_ops.py --device cuda \
     --out "$OUT/bench_ops_cuda_$tag.json"
-  phase bench_deterministic "$T_DET" "$OUT/bench_ops_cuda_deterministic_$tag.log" "$PYTHON" benchmarks/bench_ops.py \
+  phase bench_deterministic "$T_DET" "$LOGS/bench_deterministic.log" "$PYTHON" benchmarks/bench_ops.py \
     --device cuda --deterministic --workloads tsm --repeats 10 --out "$OUT/bench_ops_cuda_deterministic_$tag.json"
+  # Random weights and videos of the preset's size; stdout is the JSON, the rest goes to the log.
+  phase bench_inference "$T_INFER" "$LOGS/bench_inference.log" bash -c '"$0" -m adafocus bench \
+    --config configs/paper_tsm.yaml --train.device cuda --batch-size 128 --dtype bf16 --exit-mix 0.3,0.7,0 \
+    --video-size 24,224,224 --iterations 2 --rounds 3 --json >"$1.tmp" && mv "$1.tmp" "$1"' \
+    "$PYTHON" "$OUT/bench_inference_cuda_$tag.json"
 else
   skip bench "the build failed"
   skip bench_deterministic "the build failed"
+  skip bench_inference "the build failed"
 fi
 
 # --- 5. summary -------------------------------------------------------------------------
-"$PYTHON" - "$OUT" "$tag" "$gpu_name" "$arch" "$DRY_RUN" "$(( $(date +%s) - START ))" "${tests[@]}" <<'EOF'
+"$PYTHON" - "$OUT" "$LOGS" "$tag" "$gpu_name" "$arch" "$DRY_RUN" "$(( $(date +%s) - START ))" "${tests[@]}" <<'EOF'
 import json, os, re, sys, xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.getcwd())
 from adafocus.utils.files import atomic_write
 
-out, tag, gpu, arch, dry_run, seconds, *tests = sys.argv[1:]
+out, logs, tag, gpu, arch, dry_run, seconds, *tests = sys.argv[1:]
 phases = {}
-with open(os.path.join(out, "gpu_check_phases.tsv")) as f:
+with open(os.path.join(logs, "phases.tsv")) as f:
     for line in f:
         name, rc, took, status = line.rstrip("\n").split("\t")
         phases[name] = {"status": status, "rc": int(rc) if rc else None, "seconds": int(took)}
@@ -180,7 +199,7 @@ except Exception as error:  # the summary is still written
     versions = {"torch": f"not importable: {error}", "cuda": None}
 summary = {"gpu": gpu, "compute_capability": arch, "dry_run": dry_run == "1", **versions,
            "seconds": int(seconds), "phases": phases, "test_files": tests}
-log = os.path.join(out, f"gpu_tests_{tag}.log")
+log = os.path.join(logs, "tests.log")
 if dry_run == "1" and os.path.exists(log):
     found = re.search(r"(\d+) tests? collected", open(log).read())
     summary["tests_selected"] = int(found.group(1)) if found else 0
@@ -221,6 +240,19 @@ for label, name in (("default (atomic video gradient)", f"bench_ops_cuda_{tag}.j
         for row in rows:
             cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in (row.get(k) for k in keys)]
             lines.append("| " + " | ".join(cells) + " |")
+path = os.path.join(out, f"bench_inference_cuda_{tag}.json")
+if os.path.exists(path):
+    try:
+        report = json.load(open(path))
+        v = report["videos_per_s"]
+        summary["bench_inference"] = {k: report.get(k) for k in ("batch_size", "dtype", "exit_fractions", "gmacs",
+                                                                  "videos_per_s", "gmacs_per_s", "speedup_vs_baseline")}
+        lines += ["", f"## Inference, paper_tsm, batch {report['batch_size']}, {report['dtype']} (adafocus bench)", "",
+                  "| variant | GMACs/video | videos/s | vs baseline |", "|---|---|---|---|"]
+        for key in ("early_exit", "all_cubes", "glance_only", "baseline"):
+            lines.append(f"| {key} | {report['gmacs'][key]:.2f} | {v[key]:.1f} | {v[key] / v['baseline']:.2f}x |")
+    except (ValueError, KeyError, TypeError, ZeroDivisionError) as error:  # the summary is still written
+        lines += ["", f"bench_inference_cuda_{tag}.json unreadable: {error}"]
 with atomic_write(os.path.join(out, f"gpu_check_{tag}.json")) as f:
     json.dump(summary, f, indent=2)
 with atomic_write(os.path.join(out, f"gpu_check_{tag}.md")) as f:

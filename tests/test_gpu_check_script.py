@@ -8,6 +8,7 @@ The full dry run builds the CPU extension out of place (minutes on 2 cores).
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -50,13 +51,15 @@ def test_dry_run_writes_its_summary_into_out(tmp_path):
 
     # The selection: GPU tests only. The op tests are parametrised on the cuda and
     # triton backends of CUDA tensors (conftest's CUBECROP_TEST_BACKENDS override).
-    log = (out / f"gpu_tests_{TAG}.log").read_text()
-    ids = [line.strip() for line in log.splitlines() if "::" in line]
+    log = (out / f"gpu_check_{TAG}.log").read_text()  # every phase's log, joined
+    assert "===== build: ok" in log and "===== tests: ok" in log
+    ids = [line.strip() for line in log.splitlines() if line.startswith("tests/") and "::" in line]
     assert summary["tests_selected"] == len(ids) > 100, log[-2000:]
     op_ids = [i for i in ids if i.startswith("tests/test_ops_") and "[" in i]
     assert op_ids and not [i for i in op_ids if "cpu-cpu" in i or "cpu-triton" in i], op_ids[:5]
     assert not any(i.startswith("tests/test_ops_reference.py::") for i in ids)
 
+    assert sorted(os.listdir(out)) == [f"gpu_check_{TAG}.{ext}" for ext in ("json", "log", "md")]
     assert _results_listing() == results, "the dry run wrote into benchmarks/results despite OUT"
     assert _in_place_builds() == builds, "the dry run touched the in-place build"
     assert list((ROOT / "build" / "gpu_check_dry" / "lib" / "cubecrop").glob("_C*.so"))
@@ -78,3 +81,18 @@ def test_without_a_gpu_it_refuses_before_touching_the_build(tmp_path):
     assert proc.returncode != 0
     assert "needs a GPU" in proc.stdout + proc.stderr
     assert _in_place_builds() == builds
+
+
+def test_a_gpu_run_writes_what_the_gpu_machine_sends_back():
+    """A lent GPU machine returns at most 8 files from $OUT, named in letters, digits, '.',
+    '_' and '-': every file the script writes there (the GPU run writes more than the dry
+    run, so they are read off the script) must fit."""
+    text = SCRIPT.read_text()
+    targets = set(re.findall(r'"\$OUT/([^"]+)"', text))
+    names = {t.replace("$tag", "NVIDIA_H200").replace(".tmp", "") for t in targets}
+    python_names = set(re.findall(r'f"((?:gpu_check|gpu_tests|bench_[a-z_]+)_\{tag\}\.[a-z]+)"', text))
+    names |= {n.replace("{tag}", "NVIDIA_H200") for n in python_names}
+    names.add("gpu_check_NVIDIA_H200.log")  # the joined log ($JOINED_LOG)
+    assert len(names) <= 8, sorted(names)
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", n) for n in names), sorted(names)
+    assert {"gpu_check_NVIDIA_H200.md", "gpu_tests_NVIDIA_H200.xml", "bench_inference_cuda_NVIDIA_H200.json"} <= names

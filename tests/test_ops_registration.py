@@ -60,7 +60,7 @@ def test_ci_build_has_cuda_kernels():
     if not _nvcc_present():
         pytest.skip("no nvcc on this CI machine: a CPU-only build is expected")
     if os.environ.get("CUBECROP_CPU_ONLY_BUILD") == "1":
-        pytest.skip("a CPU-only build on purpose (make test-compat builds no CUDA kernels)")
+        pytest.skip("a CPU-only build on purpose (make test-compat without FORCE_CUDA=1)")
     assert cubecrop.cuda_kernels_built(), "CI has nvcc but the extension was built without its CUDA kernels"
     assert all(has_kernel(op, "CUDA") for op in OPS)
 
