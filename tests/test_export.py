@@ -111,6 +111,54 @@ def test_onnx_runtime_takes_the_same_exits(exported):
         runner(torch.randn(2, 3, 8, 48, 48))
 
 
+def test_the_exported_temporal_shift_is_slices_and_concatenations(tmp_path):
+    """The eager shift's slice assignments would export as ScatterND and Transpose nodes, each
+    a full copy in ONNX Runtime: the TSM graphs hold no more of them than the same model's
+    graphs without TSM (the glance graph's one ScatterND places the frame-wise cubes)."""
+    onnx = pytest.importorskip("onnx")
+
+    def export(tsm: bool):
+        torch.manual_seed(0)
+        config = adafocus.ModelConfig.preset("tiny", num_cubes=2, glance=dict(tsm=tsm), local=dict(tsm=tsm))
+        model = adafocus.AdaFocusV3(config).eval()
+        folder = tmp_path / f"tsm_{tsm}"
+        files = export_stages(model, (3, 8, 48, 48), str(folder), "onnx")
+        graphs = {stage: onnx.load(str(folder / name)).graph for stage, name in files.items()}
+        return model, folder / files["glance"], graphs
+
+    def count(graph, op: str) -> int:
+        return sum(node.op_type == op for node in graph.node)
+
+    _, _, plain = export(False)
+    model, glance_file, shifted = export(True)
+    for stage in ("glance", "cube"):
+        assert count(shifted[stage], "Concat") > count(plain[stage], "Concat"), stage  # the shift is in the graph
+        for op in ("ScatterND", "Transpose"):
+            assert count(shifted[stage], op) == count(plain[stage], op), (stage, op)
+    video = torch.randn(2, 3, 8, 48, 48)
+    with torch.no_grad():
+        want = GlanceStage(model)(video)
+    got = ort.InferenceSession(str(glance_file)).run(None, {"video": video.numpy()})
+    for a, b in zip(got, want):
+        torch.testing.assert_close(torch.from_numpy(a), b, atol=1e-5, rtol=1e-4)
+
+
+def test_onnx_runtime_follows_an_exit_plan_as_the_pytorch_runner_does(exported):
+    from adafocus.inference.onnx_runner import OnnxEarlyExitRunner
+
+    model, folder = exported
+    write_manifest(model, folder, (3, 16, 48, 48))
+    video = torch.randn(8, 3, 16, 48, 48)
+    plan = torch.tensor([3, 0, 2, 1, 1, 3, 0, 2])
+    want = EarlyExitRunner(model)(video, exit_plan=plan)
+    got = OnnxEarlyExitRunner(str(folder), threads=1, allow_spinning=False)(video, exit_plan=plan)
+    assert got.exit_index.tolist() == want.exit_index.tolist() == plan.tolist()
+    torch.testing.assert_close(got.logits, want.logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got.gflops, want.gflops)
+    with pytest.raises(ValueError, match="exit_plan must have one exit per video"):
+        OnnxEarlyExitRunner(str(folder))(video, exit_plan=plan[:3])
+
+
 def test_torch_export_format_round_trip(tmp_path):
     model = trained_like(adafocus.ModelConfig.preset("tiny", num_cubes=2))
     export_stages(model, (3, 8, 48, 48), str(tmp_path), "torch-export")

@@ -147,6 +147,20 @@ def test_temporal_shift_writes_every_element_whatever_the_layout():
     torch.testing.assert_close(grad.view(3, 5, 16, 4, 6), expected_grad, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("clips, segments, channels", [(2, 4, 16), (1, 1, 16), (3, 5, 7), (2, 3, 9)])
+def test_the_exported_form_of_the_shift_gives_the_same_values(clips, segments, channels, monkeypatch):
+    from adafocus.model import tsm
+
+    x = torch.randn(clips * segments, channels, 3, 5)
+    eager = temporal_shift(x, segments, fold_div=8)
+    concatenate, calls = tsm._shift_by_concatenation, []
+    monkeypatch.setattr(tsm, "_shift_by_concatenation", lambda *args: calls.append(args) or concatenate(*args))
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    exported = temporal_shift(x, segments, fold_div=8)
+    assert len(calls) == 1, "while exporting, the shift must take its concatenation form"
+    assert torch.equal(exported, eager)
+
+
 @pytest.mark.parametrize("name", ["tiny", "resnet18", "mobilenet_v2"])
 def test_tsm_wraps_residual_branches_and_mixes_frames(name):
     with torch.device("meta"):

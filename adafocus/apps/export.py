@@ -46,6 +46,18 @@ def export_checkpoint(checkpoint: str, out_dir: str, fmt: str = "onnx", num_fram
     model, state = load_model(checkpoint, "cpu")
     run_config = state.get("config", {})
     video_shape = video_shape_of_run(run_config, num_frames, image_size)
+    return export_model(model, out_dir, video_shape, fmt, run_config=run_config, checkpoint=os.path.abspath(checkpoint),
+                        epoch=state.get("epoch"), budget_thresholds=state.get("budget_thresholds", []))
+
+
+def export_model(model, out_dir: str, video_shape, fmt: str = "onnx", run_config: Optional[dict] = None,
+                 checkpoint: Optional[str] = None, epoch: Optional[int] = None, budget_thresholds=()) -> dict:
+    """Export an AdaFocusV3 (eval mode) for inputs of (C, T, H, W) = video_shape; returns the
+    manifest (also written to out_dir/manifest.json). run_config: the data section `adafocus
+    infer` preprocesses by (none for a model that was never trained from a config)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"--format must be one of {FORMATS}, got {fmt!r}")
+    video_shape = tuple(int(d) for d in video_shape)
     with warnings.catch_warnings():
         # The exporters narrate their passes and warn about names they merge; none of it is actionable here.
         warnings.simplefilter("ignore")
@@ -58,8 +70,8 @@ def export_checkpoint(checkpoint: str, out_dir: str, fmt: str = "onnx", num_fram
         "format": fmt,
         "opset": ONNX_OPSET if fmt == "onnx" else None,
         "files": files,
-        "checkpoint": os.path.abspath(checkpoint),
-        "epoch": state.get("epoch"),
+        "checkpoint": checkpoint,
+        "epoch": epoch,
         "video_shape": list(video_shape),
         "dynamic": "batch: any number of videos; the cube stage's running rows independently",
         "num_classes": model.config.num_classes,
@@ -69,14 +81,16 @@ def export_checkpoint(checkpoint: str, out_dir: str, fmt: str = "onnx", num_fram
         "local_feature_width": width,
         "gmacs_per_exit": runner.gmacs_per_exit(video_shape),
         "thresholds": model.exit_thresholds.tolist(),
-        "budget_thresholds": state.get("budget_thresholds", []),
-        "run_config": run_config,
+        "budget_thresholds": list(budget_thresholds),
+        "run_config": run_config or {},
         "inputs": {
             "glance": {"video": "float32 (B, C, T, H, W), normalised as the run's data section says"},
             "cube": {"video": "the glance stage's input batch", "rows": "int64 (R,): videos still running",
                      "center": "float32 (R, 3): their cube centres (t, y, x) for this exit",
                      "local_max": "float32 (R, local_feature_width): -inf before the first cube",
-                     "glance": "float32 (R, Cg): their glance features", "exit_index": "int64 scalar in 1..M"},
+                     "glance": "float32 (R, E): their rows of the glance stage's `glance` output (the glance "
+                               "features as every exit head takes them)",
+                     "exit_index": "int64 scalar in 1..M"},
         },
         "outputs": {"glance": ["glance", "logits", "centers"], "cube": ["logits", "local_max_out"]},
     }

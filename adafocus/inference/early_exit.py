@@ -7,7 +7,7 @@ take the same decision from the same logits.
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 
@@ -25,6 +25,26 @@ def exit_mask(logits: torch.Tensor, threshold, last: bool) -> torch.Tensor:
     if last:
         return torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device)
     return entropy(logits) <= float(threshold)
+
+
+def check_exit_plan(exit_plan, batch: int, last: int, device=None) -> Optional[torch.Tensor]:
+    """exit_plan: None, or one exit per video (B,) to take whatever the entropies (for timing a
+    model without calibrated thresholds); returned as a long tensor clamped to [0, last]."""
+    if exit_plan is None:
+        return None
+    plan = torch.as_tensor(exit_plan, dtype=torch.long, device=device).clamp(0, last)
+    if plan.shape != (batch,):
+        raise ValueError(f"exit_plan must have one exit per video ({batch}), got shape {tuple(plan.shape)}")
+    return plan
+
+
+def stops_at(exit_index: int, logits: torch.Tensor, rows: torch.Tensor, thresholds: torch.Tensor, last: int,
+             exit_plan: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Which of the running videos `rows` (their logits at exit `exit_index`) stop there: the
+    plan's choice where there is one, else exit_mask with that exit's threshold."""
+    if exit_plan is not None:
+        return exit_plan[rows] == exit_index
+    return exit_mask(logits, thresholds[exit_index], last=exit_index == last)
 
 
 def simulate(

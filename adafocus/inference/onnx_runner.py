@@ -44,7 +44,9 @@ def _onnxruntime():
 class OnnxEarlyExitRunner:
     """EarlyExitRunner's interface on ONNX Runtime sessions (CPU unless providers say otherwise)."""
 
-    def __init__(self, model_dir: str, providers=None, threads: int = 0):
+    def __init__(self, model_dir: str, providers=None, threads: int = 0, allow_spinning: bool = True):
+        """threads: intra-op threads per session (0: ONNX Runtime's default); allow_spinning:
+        whether a session's threads busy-wait for work after a run (ONNX Runtime's default)."""
         ort = _onnxruntime()
         self.manifest = load_manifest(model_dir)
         if self.manifest.get("format") != "onnx":
@@ -53,6 +55,7 @@ class OnnxEarlyExitRunner:
         options = ort.SessionOptions()
         if threads > 0:
             options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
         providers = providers or ["CPUExecutionProvider"]
         files = self.manifest["files"]
         self.glance = ort.InferenceSession(os.path.join(model_dir, files["glance"]), options, providers=providers)
@@ -66,7 +69,8 @@ class OnnxEarlyExitRunner:
         """GMACs per exit for the exported input shape (the graphs take no other)."""
         return self._cost.tolist()
 
-    def __call__(self, video, thresholds=None, return_all_exits: bool = False) -> InferenceOutput:
+    def __call__(self, video, thresholds=None, return_all_exits: bool = False, exit_plan=None) -> InferenceOutput:
+        """As EarlyExitRunner.__call__ (exit_plan (B,): the exit each video takes, for timing)."""
         array = video.detach().cpu().numpy() if isinstance(video, torch.Tensor) else np.asarray(video)
         array = np.ascontiguousarray(array, dtype=np.float32)
         expected = tuple(self.manifest["video_shape"])
@@ -87,9 +91,10 @@ class OnnxEarlyExitRunner:
             picked, exit_index, gflops = early_exit.simulate(stacked, eta, self._cost)
             return InferenceOutput(picked, exit_index, gflops, centers_t, stacked)
 
+        exit_plan = early_exit.check_exit_plan(exit_plan, b, m)
         out_logits = torch.empty_like(logits0)
         exit_index = torch.full((b,), m, dtype=torch.long)
-        stops = early_exit.exit_mask(logits0, eta[0], last=m == 0)
+        stops = early_exit.stops_at(0, logits0, torch.arange(b), eta, m, exit_plan)
         out_logits[stops] = logits0[stops]
         exit_index[stops] = 0
         running = torch.nonzero(~stops).flatten()
@@ -99,7 +104,7 @@ class OnnxEarlyExitRunner:
                 break
             logits, local_max = self._cube(array, running.numpy(), centers, glance, local_max, t)
             logits = torch.from_numpy(logits)
-            stops = early_exit.exit_mask(logits, eta[t], last=t == m)
+            stops = early_exit.stops_at(t, logits, running, eta, m, exit_plan)
             out_logits[running[stops]] = logits[stops]
             exit_index[running[stops]] = t
             keep = ~stops

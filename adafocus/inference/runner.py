@@ -104,15 +104,10 @@ class EarlyExitRunner:
         out_logits = logits0.new_empty(b, logits0.shape[1])
         exit_index = torch.full((b,), m, dtype=torch.long, device=video.device)
         centers = torch.zeros(b, m, 3, device=video.device)
-        if exit_plan is not None:
-            exit_plan = torch.as_tensor(exit_plan, dtype=torch.long, device=video.device).clamp(0, m)
-            if exit_plan.shape != (b,):
-                raise ValueError(f"exit_plan must have one exit per video ({b}), got shape {tuple(exit_plan.shape)}")
+        exit_plan = early_exit.check_exit_plan(exit_plan, b, m, video.device)
 
         def stopping(logits: torch.Tensor, t: int, rows: torch.Tensor) -> torch.Tensor:
-            if exit_plan is not None:
-                return exit_plan[rows] == t
-            return early_exit.exit_mask(logits, eta[t], last=t == m)
+            return early_exit.stops_at(t, logits, rows, eta, m, exit_plan)
 
         def can_stop(t: int, rows: torch.Tensor) -> bool:
             """Whether exit t < m may stop any of `rows` (entropies are never below -inf)."""

@@ -22,6 +22,8 @@ def temporal_shift(x: torch.Tensor, segments: int, fold_div: int = 8) -> torch.T
         raise ValueError(f"batch of {nt} frames is not a whole number of clips of {segments} frames")
     x = x.view(nt // segments, segments, c, h, w)
     fold = c // fold_div
+    if torch.compiler.is_exporting():
+        return _shift_by_concatenation(x, fold).view(nt, c, h, w)
     # Every element is written once: zero-filling the whole output first would add a full
     # write pass to what is only a copy.
     out = torch.empty_like(x)
@@ -31,6 +33,17 @@ def temporal_shift(x: torch.Tensor, segments: int, fold_div: int = 8) -> torch.T
     out[:, :1, fold : 2 * fold] = 0
     out[:, :, 2 * fold :] = x[:, :, 2 * fold :]
     return out.view(nt, c, h, w)
+
+
+def _shift_by_concatenation(x: torch.Tensor, fold: int) -> torch.Tensor:
+    """temporal_shift of x (N, T, C, H, W) as concatenations of slices: the same values, in the
+    form exported graphs take. The slice assignments of the eager form become ScatterND and
+    Transpose nodes in ONNX, each a full copy of the tensor in ONNX Runtime (the exported
+    ResNet-50 + TSM ran at half PyTorch's speed: benchmarks/bench_onnx.py)."""
+    zeros = x.new_zeros(x.shape[0], 1, fold, *x.shape[3:])
+    from_next = torch.cat((x[:, 1:, :fold], zeros), dim=1)  # frame t sees frame t+1's channels
+    from_previous = torch.cat((zeros, x[:, :-1, fold : 2 * fold]), dim=1)
+    return torch.cat((from_next, from_previous, x[:, :, 2 * fold :]), dim=2)
 
 
 class TemporalShift(nn.Module):
