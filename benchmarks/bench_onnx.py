@@ -17,15 +17,13 @@ Writes benchmarks/results/bench_onnx_cpu.json.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 
 import torch
 
 from benchmarks import repro_common as rc
-
-EXIT_MIX = [0.3, 0.7, 0.0]
+from benchmarks.bench_inference import exit_mix_for
 
 
 def main(argv=None) -> int:
@@ -36,7 +34,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="bench_onnx_cpu.json", help="file name under benchmarks/results/")
     args = parser.parse_args(argv)
 
-    from adafocus.apps.bench import exit_plan_for
+    from adafocus.apps.bench import exit_plan_for, parse_exit_mix, time_interleaved
     from adafocus.apps.export import export_model
     from adafocus.inference import EarlyExitRunner
     from adafocus.inference.allocator import retain_freed_memory
@@ -63,27 +61,21 @@ def main(argv=None) -> int:
         "onnxruntime_no_spinning": OnnxEarlyExitRunner(folder.name, threads=args.threads, allow_spinning=False),
     }
     video = torch.randn(args.batch_size, *video_shape, generator=torch.Generator().manual_seed(0))
-    plans = {"early_exit": exit_plan_for(EXIT_MIX, args.batch_size),
+    exit_mix = parse_exit_mix(exit_mix_for(config.num_exits), config.num_exits)
+    plans = {"early_exit": exit_plan_for(exit_mix, args.batch_size),
              "glance_only": torch.zeros(args.batch_size, dtype=torch.long)}
     calls = {f"{name}/{stage}": (lambda r=runner, p=plan: r(video, exit_plan=p))
              for stage, plan in plans.items() for name, runner in runners.items()}
-    seconds = {key: [] for key in calls}
     with torch.inference_mode():
         outputs = {key: call() for key, call in calls.items()}  # warm-up, and the outputs to compare
-        for _ in range(args.rounds):
-            for key, call in calls.items():
-                time.sleep(0.2)  # the previous variant's spinning threads go quiet
-                start = time.perf_counter()
-                call()
-                seconds[key].append(time.perf_counter() - start)
-    median = {key: statistics.median(v) for key, v in seconds.items()}
+        median = time_interleaved(calls, args.rounds, 1, torch.device("cpu"), warmup=0, pause_s=0.2)
     reference = outputs["pytorch/early_exit"]
     agreement = {key: {"same_exits": bool(torch.equal(out.exit_index, reference.exit_index)),
                        "max_abs_logit_difference": float((out.logits - reference.logits).abs().max())}
                  for key, out in outputs.items() if key.endswith("/early_exit")}
     result = {"machine": rc.machine(), "command": "python -m benchmarks.bench_onnx " + " ".join(argv or []),
               "preset": "paper_tsm", "video_shape": list(video_shape), "batch_size": args.batch_size,
-              "threads": args.threads, "rounds": args.rounds, "exit_mix": EXIT_MIX, "retain_freed_memory": retained,
+              "threads": args.threads, "rounds": args.rounds, "exit_mix": exit_mix, "retain_freed_memory": retained,
               "export_seconds": export_seconds, "seconds_per_batch": median,
               "videos_per_s": {key: args.batch_size / s for key, s in median.items()},
               "speedup_vs_pytorch": {key: median[f"pytorch/{key.split('/')[1]}"] / s for key, s in median.items()},

@@ -98,8 +98,10 @@ def _input_batch(config: RunConfig, num_classes: int, batch_size: int, from_data
 
 
 def time_interleaved(variants: Dict[str, callable], rounds: int, iterations: int, device: torch.device,
-                     warmup: int = 1) -> Dict[str, float]:
-    """Median seconds per call of each variant over `rounds` interleaved rounds of `iterations` calls."""
+                     warmup: int = 1, pause_s: float = 0.0) -> Dict[str, float]:
+    """Median seconds per call of each variant over `rounds` interleaved rounds of `iterations` calls;
+    pause_s: an untimed wait before each variant's calls (a thread pool that busy-waits after
+    its run, as ONNX Runtime's does, goes quiet before the next variant is timed)."""
     for fn in variants.values():
         for _ in range(warmup):
             fn()
@@ -107,6 +109,8 @@ def time_interleaved(variants: Dict[str, callable], rounds: int, iterations: int
     seconds = {name: [] for name in variants}
     for _ in range(rounds):
         for name, fn in variants.items():
+            if pause_s:
+                time.sleep(pause_s)
             start = time.perf_counter()
             for _ in range(iterations):
                 fn()

@@ -55,8 +55,6 @@ def export_model(model, out_dir: str, video_shape, fmt: str = "onnx", run_config
     """Export an AdaFocusV3 (eval mode) for inputs of (C, T, H, W) = video_shape; returns the
     manifest (also written to out_dir/manifest.json). run_config: the data section `adafocus
     infer` preprocesses by (none for a model that was never trained from a config)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"--format must be one of {FORMATS}, got {fmt!r}")
     video_shape = tuple(int(d) for d in video_shape)
     with warnings.catch_warnings():
         # The exporters narrate their passes and warn about names they merge; none of it is actionable here.
