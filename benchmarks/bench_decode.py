@@ -141,9 +141,11 @@ def main(argv=None) -> int:
                      "seconds_per_clip": seconds,
                      "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in results),
                      "rss_before_decoding_mb": statistics.median(r["rss_before_mb"] for r in results)})
+    from benchmarks import repro_common as rc  # here, not at the top: the decoding workers import this module
+
     result = {"size": [width, height], "fps": args.fps, "segments": args.segments, "clips": args.clips,
               "rounds": args.rounds, "cpu_count": os.cpu_count(), "skipped": skipped, "rows": rows,
-              "command": "python -m benchmarks.bench_decode " + " ".join(argv if argv is not None else sys.argv[1:])}
+              "command": rc.command_line("benchmarks.bench_decode", argv)}
     print(f"{'decoder':<13} {'video':<14} {'clips/s':>8} {'s/clip':>7} {'peak RSS':>9} {'RSS before':>10}")
     for r in rows:
         print(f"{r['decoder']:<13} {r['video'] + ' (' + format(r['seconds'], 'g') + ' s)':<14} {r['clips_per_s']:8.2f} "

@@ -6,7 +6,12 @@ the `adafocus bench` table for the paper presets.
 2. torch.compile of the encoders' backbones (compile time excluded), per stage (--compile).
 3. glibc's malloc thresholds vs retained freed memory (adafocus.inference.allocator) for
    paper_tsm's early exit and baseline, interleaved in one process (--allocator).
-4. `adafocus bench` (adafocus.apps.bench.run_bench) for paper_tsm with the exit mix
+4. Stage rates: GMAC/s of each paper_tsm encoder on its share of a batch of 10 (the glance,
+   the early exit's policy and cubes of the 7 videos that go on, the baseline's fL) against
+   large fp32 matrix products (what this machine's cores multiply-add at), interleaved; and the early
+   exit's speedup over the baseline that these rates predict, with the glance as measured and
+   at fL's rate (why the videos/s ratio stays below the GMACs ratio).
+5. `adafocus bench` (adafocus.apps.bench.run_bench) for paper_tsm with the exit mix
    0.3 / 0.7 / 0.0 and paper_long with a mix over its 19 exits, random weights.
 
     .venv/bin/python -m benchmarks.bench_inference --threads 2 --allocator --out bench_inference_cpu.json
@@ -96,6 +101,59 @@ def allocator_table(threads: int, rounds: int, retain_after: bool) -> dict:
     return out
 
 
+def stage_rate_table(rounds: int, config_path: str = "configs/paper_tsm.yaml", videos: int = 10, going_on: int = 7,
+                     video_size=(24, 224, 224)) -> dict:
+    """A preset's stages on their share of a batch of `videos` clips of `video_size`, of which
+    `going_on` pass the glance (paper_tsm's 10 and 7: the exit mix 0.3 / 0.7 / 0): the glance;
+    the policy and one cube each of those going on; the baseline's fL. With fp32 2048^3 matrix
+    products: GMAC/s each, interleaved, and the speedup the rates predict (the exit heads,
+    under 0.1% of the GMACs, left out)."""
+    from adafocus.apps.bench import time_interleaved
+    from adafocus.inference import EarlyExitRunner
+    from adafocus.inference.cost import count_gmacs
+    from adafocus.inference.optimize import optimize_for_inference
+    from adafocus.model import AdaFocusV3
+    from adafocus.training.config import RunConfig, load_yaml
+
+    config = RunConfig.from_dict(load_yaml(config_path)).model_config()
+    torch.manual_seed(0)
+    model = AdaFocusV3(config).eval()
+    optimize_for_inference(model)
+    runner = EarlyExitRunner(model)
+    side = config.glance_resolution
+    glance_input = torch.rand(videos, 3, config.glance_frames, side, side)
+    cubes = torch.rand(going_on, 3, *config.cube_size)
+    fl_input = torch.rand(videos, 3, config.full_video_frames, *video_size[1:])
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    with torch.inference_mode():
+        glance_maps = model.glance.encode(glance_input)[:going_on]
+        calls = {"glance": lambda: model.glance.encode(glance_input),
+                 "policy": lambda: runner.centers(glance_maps, video_size),
+                 "early_exit_cubes": lambda: model.local.encode(cubes),
+                 "baseline_fl": lambda: model.local.encode(fl_input),
+                 "matmul_2048": lambda: [a @ b for _ in range(4)]}  # about as long as the glance
+        gmacs = {name: count_gmacs(call) for name, call in calls.items()}
+        seconds = time_interleaved(calls, rounds=rounds, iterations=1, device=torch.device("cpu"))
+    rate = {name: gmacs[name] / seconds[name] for name in calls}
+
+    def speedup(glance_s: float) -> float:
+        return (glance_s + seconds["baseline_fl"]) / (glance_s + seconds["policy"] + seconds["early_exit_cubes"])
+
+    adaptive = ("glance", "policy", "early_exit_cubes")
+    gmacs_ratio = (gmacs["glance"] + gmacs["baseline_fl"]) / sum(gmacs[name] for name in adaptive)
+    out = {"gmacs": gmacs, "seconds": seconds, "gmacs_per_s": rate,
+           "share_of_matmul_rate": {name: rate[name] / rate["matmul_2048"] for name in calls},
+           "predicted_speedup": speedup(seconds["glance"]),
+           "predicted_speedup_if_glance_at_fl_rate": speedup(gmacs["glance"] / rate["baseline_fl"]),
+           "gmacs_ratio": gmacs_ratio, "rounds": rounds}
+    for name in calls:
+        print(f"{name:>17} {gmacs[name]:7.2f} GMACs {seconds[name]:.3f}s {rate[name]:6.1f} GMAC/s "
+              f"({out['share_of_matmul_rate'][name]:.2f} of the matrix product's)", flush=True)
+    print(f"early exit vs baseline from these rates {out['predicted_speedup']:.2f}x; with the glance at "
+          f"fL's rate {out['predicted_speedup_if_glance_at_fl_rate']:.2f}x; GMACs ratio {gmacs_ratio:.2f}x", flush=True)
+    return out
+
+
 def exit_mix_for(num_exits: int) -> str:
     """A plausible mix for an untrained model: 30% stop at the glance, the rest spread over the first cubes."""
     if num_exits == 3:
@@ -140,12 +198,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     retain = not args.system_malloc and retain_freed_memory()  # before the format table: it allocates too
-    result = {"machine": rc.machine(), "command": "python -m benchmarks.bench_inference " + " ".join(argv or [])}
+    result = {"machine": rc.machine(), "command": rc.command_line("benchmarks.bench_inference", argv)}
     if not args.skip_formats:
         result["memory_formats"] = memory_format_table(args.rounds)
     if args.allocator:
         result["allocator"] = allocator_table(args.threads, args.rounds, retain_after=retain)
     result["retain_freed_memory"] = retain
+    result["stage_rates"] = stage_rate_table(args.rounds)
     result["presets"] = bench_presets(args.threads, max(2, args.rounds // 2), False, retain)
     if args.compile:
         result["presets_compiled"] = bench_presets(args.threads, max(2, args.rounds // 2), True, retain)

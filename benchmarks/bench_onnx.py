@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     agreement = {key: {"same_exits": bool(torch.equal(out.exit_index, reference.exit_index)),
                        "max_abs_logit_difference": float((out.logits - reference.logits).abs().max())}
                  for key, out in outputs.items() if key.endswith("/early_exit")}
-    result = {"machine": rc.machine(), "command": "python -m benchmarks.bench_onnx " + " ".join(argv or []),
+    result = {"machine": rc.machine(), "command": rc.command_line("benchmarks.bench_onnx", argv),
               "preset": "paper_tsm", "video_shape": list(video_shape), "batch_size": args.batch_size,
               "threads": args.threads, "rounds": args.rounds, "exit_mix": exit_mix, "retain_freed_memory": retained,
               "export_seconds": export_seconds, "seconds_per_batch": median,

@@ -14,8 +14,9 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import time
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import torch
 
@@ -56,6 +57,12 @@ def machine() -> Dict[str, object]:
     return {"cpu": cpu, "logical_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(), "load_average": load,
             "git_commit": commit, "utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+
+
+def command_line(module: str, argv: Optional[Sequence[str]] = None) -> str:
+    """The command that reproduces a result file: `python -m <module>` with the script's arguments
+    (argv as its main() got them; None: the process's own)."""
+    return " ".join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
 
 
 def write_json(name: str, data: dict) -> str:

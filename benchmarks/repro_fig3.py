@@ -192,7 +192,7 @@ def main(argv=None) -> int:
         "fixed_cubes": [{"cubes": k, "gflops": g, "test_accuracy": a} for k, (g, a) in enumerate(zip(gflops, top1))],
         "adafocus_early_exit": curve, "random_policy_early_exit": random_curve, "baseline": base,
         "config": config.to_dict(), "machine": rc.machine(),
-        "command": "python -m benchmarks.repro_fig3 " + " ".join(argv or sys.argv[1:]),
+        "command": rc.command_line("benchmarks.repro_fig3", argv),
     }
     # The point the report quotes: the cheapest budget whose val accuracy is within 0.5 points of all cubes on val.
     def summary_point(points, all_cubes_val_accuracy, tolerance=0.005):

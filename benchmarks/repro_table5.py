@@ -89,7 +89,7 @@ def parallel_and_merge(args, argv) -> int:
     table = summarise(runs)
     rc.write_json(args.out, {"config": rc.run_config(args.config).to_dict(), "machine": machines, "runs": runs,
                              "table": table, "merged_from": names,
-                             "command": "python -m benchmarks.repro_table5 " + " ".join(argv or sys.argv[1:])})
+                             "command": rc.command_line("benchmarks.repro_table5", argv)})
     text = markdown(table)
     print(text)
     with open(os.path.join(rc.RESULTS, args.out.replace(".json", ".md")), "w") as f:
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
                          " ".join(f"{a * 100:.1f}" for a in top1), " ".join(f"{h * 100:.1f}" for h in hits), seconds)
             table = summarise(runs)
             rc.write_json(args.out, {"config": base.to_dict(), "machine": rc.machine(), "runs": runs, "table": table,
-                                     "command": "python -m benchmarks.repro_table5 " + " ".join(argv or sys.argv[1:])})
+                                     "command": rc.command_line("benchmarks.repro_table5", argv)})
     table = summarise(runs)
     text = markdown(table)
     print(text)

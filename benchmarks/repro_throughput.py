@@ -112,7 +112,7 @@ def main(argv=None) -> int:
                                      "full_video_baseline": float((base_logits.argmax(1) == labels).double().mean())},
         "exit_fractions": torch.bincount(exits, minlength=model.num_exits).double().div(n).tolist(),
         "machine": rc.machine(),
-        "command": "python -m benchmarks.repro_throughput " + " ".join(argv or sys.argv[1:]),
+        "command": rc.command_line("benchmarks.repro_throughput", argv),
     }
     rc.write_json(f"{args.out}_{args.clock}_{torch.get_num_threads()}t.json", result)
     print(f"{n} test videos {tuple(videos.shape[1:])}, batch {args.batch_size}, {result['threads']} threads, {args.clock} clock, "
