@@ -6,11 +6,11 @@ the `adafocus bench` table for the paper presets.
 2. torch.compile of the encoders' backbones (compile time excluded), per stage (--compile).
 3. glibc's malloc thresholds vs retained freed memory (adafocus.inference.allocator) for
    paper_tsm's early exit and baseline, interleaved in one process (--allocator).
-4. Stage rates: GMAC/s of each paper_tsm encoder on its share of a batch of 10 (the glance,
+4. Stage rates: GMAC/s of each paper_tsm stage on its share of a batch of 10 (the glance,
    the early exit's policy and cubes of the 7 videos that go on, the baseline's fL) against
-   large fp32 matrix products (what this machine's cores multiply-add at), interleaved; and the early
-   exit's speedup over the baseline that these rates predict, with the glance as measured and
-   at fL's rate (why the videos/s ratio stays below the GMACs ratio).
+   large fp32 matrix products (what this machine's cores multiply-add at), interleaved; and
+   the early exit's speedup over the baseline that these rates predict, with the glance as
+   measured and at fL's rate (why the videos/s ratio stays below the GMACs ratio).
 5. `adafocus bench` (adafocus.apps.bench.run_bench) for paper_tsm with the exit mix
    0.3 / 0.7 / 0.0 and paper_long with a mix over its 19 exits, random weights.
 
@@ -68,9 +68,8 @@ def allocator_table(threads: int, rounds: int, retain_after: bool) -> dict:
     from adafocus.inference import EarlyExitRunner
     from adafocus.inference.optimize import optimize_for_inference
     from adafocus.model import AdaFocusV3, FullVideoBaseline
-    from adafocus.training.config import RunConfig, load_yaml
 
-    config = RunConfig.from_dict(load_yaml("configs/paper_tsm.yaml")).model_config()
+    config = rc.run_config("configs/paper_tsm.yaml").model_config()
     torch.manual_seed(0)
     model, baseline = AdaFocusV3(config).eval(), FullVideoBaseline(config).eval()
     optimize_for_inference(model)
@@ -113,9 +112,8 @@ def stage_rate_table(rounds: int, config_path: str = "configs/paper_tsm.yaml", v
     from adafocus.inference.cost import count_gmacs
     from adafocus.inference.optimize import optimize_for_inference
     from adafocus.model import AdaFocusV3
-    from adafocus.training.config import RunConfig, load_yaml
 
-    config = RunConfig.from_dict(load_yaml(config_path)).model_config()
+    config = rc.run_config(config_path).model_config()
     torch.manual_seed(0)
     model = AdaFocusV3(config).eval()
     optimize_for_inference(model)
@@ -164,14 +162,11 @@ def exit_mix_for(num_exits: int) -> str:
 
 def bench_presets(threads: int, rounds: int, compile_encoders: bool, retain_memory: bool) -> dict:
     from adafocus.apps.bench import format_bench, run_bench
-    from adafocus.training.config import RunConfig, load_yaml
 
     out = {}
     for preset in ("paper_tsm", "paper_long"):
         # The preset's own config file says how many frames a video is sampled to.
-        values = load_yaml(f"configs/{preset}.yaml")
-        values.setdefault("train", {}).update(threads=threads, seed=0)
-        config = RunConfig.from_dict(values)
+        config = rc.run_config(f"configs/{preset}.yaml", train={"threads": threads, "seed": 0})
         frames, side = config.data.num_segments, config.data.image_size
         mix = exit_mix_for(config.model_config().num_exits)
         result = run_bench(config, batch_size=10, iterations=1, rounds=rounds, exit_mix=mix,

@@ -41,11 +41,10 @@ def main(argv=None) -> int:
     from adafocus.inference.onnx_runner import OnnxEarlyExitRunner
     from adafocus.inference.optimize import optimize_for_inference
     from adafocus.model import AdaFocusV3
-    from adafocus.training.config import RunConfig, load_yaml
 
     torch.set_num_threads(args.threads)
     retained = retain_freed_memory()
-    config = RunConfig.from_dict(load_yaml("configs/paper_tsm.yaml")).model_config()
+    config = rc.run_config("configs/paper_tsm.yaml").model_config()
     torch.manual_seed(0)
     model = AdaFocusV3(config).eval()
     video_shape = (3, 24, 224, 224)
